@@ -1,0 +1,49 @@
+# mnist-course: `make course` runs the whole course, `make test` runs the tests.
+# Both start with `make setup`, which is idempotent and quick when everything is there.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# The host venv takes torch 2.14.1 + torchvision 0.29.1 (the CPU images use torch 2.13.0 CPU).
+TORCH := torch==2.14.1 torchvision==0.29.1
+STAMP := $(VENV)/.installed
+
+.PHONY: setup venv course test lab doctor clean-nbs check-clean
+
+setup: venv
+	$(BIN)/mnist-course setup
+	$(BIN)/mnist-course doctor
+
+venv: $(STAMP)
+
+$(STAMP): setup.py settings.ini
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (3.10+)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH) 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -c "import mnist_course, torch, torchvision, papermill, nbdev, docker"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "mnist-course (.venv)" >/dev/null
+	touch $(STAMP)
+
+# Every notebook in order with the full parameters; executed copies and HTML in build/course/.
+course: setup
+	$(BIN)/python -m tests.run_course
+
+# 1. notebooks clean and package in sync  2. fast nbdev_test (no docker)  3. every notebook
+# under papermill with CI parameters, then nothing the suite started may be left running.
+test: setup check-clean
+	$(BIN)/nbdev_test --n_workers 1
+	$(BIN)/python -m pytest tests
+
+check-clean:
+	$(BIN)/nbdev_clean
+	$(BIN)/nbdev_export
+	@if [ -n "$$(git status --porcelain -- nbs mnist_course)" ]; then \
+	  git status --short -- nbs mnist_course; git --no-pager diff --stat -- nbs mnist_course; \
+	  echo "notebooks are not clean or the package is out of sync: run nbdev_clean && nbdev_export and commit"; exit 1; fi
+
+lab: setup
+	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --notebook-dir nbs
+
+doctor: venv
+	$(BIN)/mnist-course doctor

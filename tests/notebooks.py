@@ -1,0 +1,41 @@
+"""Run the course's notebooks with papermill, as tests (CI parameters) and as the course (full ones)."""
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parent.parent
+NBS = ROOT / "nbs"
+# nbdev skips `#| eval: false` cells and papermill does not: such cells, and cells tagged
+# `skip-execution`, are dropped from the copy papermill runs.
+_EVAL_FALSE = re.compile(r"^\s*#\s*\|\s*eval\s*:\s*false\s*$", re.M)
+
+
+def notebooks() -> list[Path]:
+    "The course's notebooks in teaching order (index first, then by number)."
+    return sorted(NBS.glob("*.ipynb"), key=lambda p: (p.stem != "index", p.stem))
+
+
+def runnable_copy(src: Path, dst: Path) -> Path:
+    "Write `src` to `dst` without the cells nbdev would not evaluate."
+    nb = nbformat.read(src, as_version=4)
+    nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and (
+        _EVAL_FALSE.search(c.source) or "skip-execution" in c.metadata.get("tags", [])))]
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dst)
+    return dst
+
+
+def execute(src: Path, out_dir: Path, parameters: dict, timeout: int = 1800) -> tuple[Path, float]:
+    "Execute notebook `src` with papermill (cwd `nbs/`) into `out_dir`; return the output path and seconds."
+    import papermill as pm
+
+    out = out_dir / src.name
+    staged = runnable_copy(src, out_dir / ".staged" / src.name)
+    t0 = time.time()
+    pm.execute_notebook(str(staged), str(out), parameters=parameters, kernel_name="python3",
+                        cwd=str(NBS), execution_timeout=timeout, progress_bar=False, log_output=False, language="python")
+    return out, time.time() - t0
