@@ -17,7 +17,7 @@ COMMANDS = {
     "images": ("mnist_course.environment", "images_cli", "build the course's images and print their sizes"),
 }
 # serve/predict/stop take a server name first and go to that server's module.
-SERVERS: dict[str, str] = {}
+SERVERS: dict[str, str] = {"torchserve": "mnist_course.torchserve"}
 SERVER_VERBS = {"serve": "start a server and wait until the model is ready",
                 "predict": "send images to a running server",
                 "stop": "stop a server (idempotent)"}
