@@ -15,6 +15,7 @@ COMMANDS = {
     "setup": ("mnist_course.environment", "setup_cli", "install/start what is missing (engine, data, images)"),
     "data": ("mnist_course.environment", "data_cli", "fetch and verify the MNIST idx files"),
     "images": ("mnist_course.environment", "images_cli", "build the course's images and print their sizes"),
+    "clean": ("mnist_course.containers", "clean_cli", "stop and remove the course's containers (all, or --owner's)"),
 }
 # serve/predict/stop take a server name first and go to that server's module.
 SERVERS: dict[str, str] = {"torchserve": "mnist_course.torchserve"}
