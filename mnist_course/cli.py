@@ -18,7 +18,7 @@ COMMANDS = {
     "clean": ("mnist_course.containers", "clean_cli", "stop and remove the course's containers (all, or --owner's)"),
 }
 # serve/predict/stop take a server name first and go to that server's module.
-SERVERS: dict[str, str] = {"torchserve": "mnist_course.torchserve"}
+SERVERS: dict[str, str] = {"torchserve": "mnist_course.torchserve", "triton": "mnist_course.triton"}
 SERVER_VERBS = {"serve": "start a server and wait until the model is ready",
                 "predict": "send images to a running server",
                 "stop": "stop a server (idempotent)"}
