@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,8 +35,10 @@ def execute(src: Path, out_dir: Path, parameters: dict, timeout: int = 1800) -> 
     import papermill as pm
 
     out = out_dir / src.name
-    staged = runnable_copy(src, out_dir / ".staged" / src.name)
-    t0 = time.time()
-    pm.execute_notebook(str(staged), str(out), parameters=parameters, kernel_name="python3",
-                        cwd=str(NBS), execution_timeout=timeout, progress_bar=False, log_output=False, language="python")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="mnist-course-nb-") as tmp:  # private: runs may overlap
+        staged = runnable_copy(src, Path(tmp) / src.name)
+        t0 = time.time()
+        pm.execute_notebook(str(staged), str(out), parameters=parameters, kernel_name="python3", cwd=str(NBS),
+                            execution_timeout=timeout, progress_bar=False, log_output=False, language="python")
     return out, time.time() - t0
