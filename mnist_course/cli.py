@@ -16,6 +16,7 @@ COMMANDS = {
     "data": ("mnist_course.environment", "data_cli", "fetch and verify the MNIST idx files"),
     "images": ("mnist_course.environment", "images_cli", "build the course's images and print their sizes"),
     "clean": ("mnist_course.containers", "clean_cli", "stop and remove the course's containers (all, or --owner's)"),
+    "train": ("mnist_course.train_docker", "train_cli", "train on the host, or in the training image with --in-docker"),
 }
 # serve/predict/stop take a server name first and go to that server's module.
 SERVERS: dict[str, str] = {"torchserve": "mnist_course.torchserve", "triton": "mnist_course.triton"}
