@@ -17,6 +17,7 @@ COMMANDS = {
     "images": ("mnist_course.environment", "images_cli", "build the course's images and print their sizes"),
     "clean": ("mnist_course.containers", "clean_cli", "stop and remove the course's containers (all, or --owner's)"),
     "train": ("mnist_course.train_docker", "train_cli", "train on the host, or in the training image with --in-docker"),
+    "bench": ("mnist_course.bench", "bench_cli", "parity and load: in-process, TorchServe, Triton side by side"),
 }
 # serve/predict/stop take a server name first and go to that server's module.
 SERVERS: dict[str, str] = {"torchserve": "mnist_course.torchserve", "triton": "mnist_course.triton"}
