@@ -1,12 +1,21 @@
-"""What a test run could leave behind: containers and listening TCP ports."""
+"""What a test run could leave behind: containers, and listening TCP ports of processes it started.
+
+The suite marks its environment (`MARKER`); every process it starts on the host (kernels, and
+whatever they start, daemonised or not) inherits the mark, so a listening port is the suite's if
+its owner carries it. Container processes do not inherit it; leftover containers are counted
+directly. Ports of other programs on the machine are not the suite's business.
+"""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+MARKER = "MNIST_COURSE_TEST_SESSION"
 
-def listening_ports() -> set[int]:
-    "Local TCP ports in LISTEN state, from /proc (IPv4 and IPv6)."
-    ports = set()
+
+def _listening_inodes() -> dict[int, int]:
+    "Socket inode -> port, for TCP sockets in LISTEN state (IPv4 and IPv6)."
+    out = {}
     for f in ("/proc/net/tcp", "/proc/net/tcp6"):
         p = Path(f)
         if not p.exists():
@@ -14,7 +23,35 @@ def listening_ports() -> set[int]:
         for line in p.read_text().splitlines()[1:]:
             fields = line.split()
             if fields[3] == "0A":  # TCP_LISTEN
-                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+                out[int(fields[9])] = int(fields[1].rsplit(":", 1)[1], 16)
+    return out
+
+
+def _marked(pid: str, session: str) -> bool:
+    try:
+        return f"{MARKER}={session}".encode() in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def listening_ports(session: str | None = None) -> set[int]:
+    "Listening TCP ports; with `session`, only those owned by processes carrying the suite's mark."
+    inodes = _listening_inodes()
+    if session is None:
+        return set(inodes.values())
+    ports = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:[") and int(link[8:-1]) in inodes and _marked(pid, session):
+                ports.add(inodes[int(link[8:-1])])
     return ports
 
 
@@ -30,4 +67,4 @@ def containers() -> dict[str, str]:
 
 
 def snapshot() -> dict:
-    return {"containers": containers(), "ports": listening_ports()}
+    return {"containers": containers()}

@@ -1,17 +1,43 @@
 """Runs last (file order): the suite must not leave containers or listening ports behind."""
+import os
+import socket
+import subprocess
+import sys
 import time
 
 from tests.conftest import BEFORE
-from tests.leftovers import containers, listening_ports
+from tests.leftovers import MARKER, containers, listening_ports
+
+
+def leftovers():
+    new_containers = {i: n for i, n in containers().items() if i not in BEFORE["containers"]}
+    return new_containers, listening_ports(os.environ[MARKER])
 
 
 def test_nothing_left_running():
     # a server stopped by the last notebook may take a moment to release its port
     for _ in range(20):
-        new_containers = {i: n for i, n in containers().items() if i not in BEFORE["containers"]}
-        new_ports = listening_ports() - BEFORE["ports"]
-        if not new_containers and not new_ports:
+        new_containers, ports = leftovers()
+        if not new_containers and not ports:
             break
         time.sleep(0.5)
     assert not new_containers, f"containers left by the suite: {sorted(new_containers.values())}"
-    assert not new_ports, f"listening ports left by the suite: {sorted(new_ports)}"
+    assert not ports, f"listening ports left by the suite: {sorted(ports)}"
+
+
+def test_leftover_check_sees_a_listening_child():
+    "The check is not blind: a port held by a process the suite started is found, and gone once it ends."
+    code = ("import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(); "
+            "print(s.getsockname()[1], flush=True); time.sleep(30)")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        port = int(child.stdout.readline())
+        assert port in listening_ports(os.environ[MARKER])
+    finally:
+        child.kill()
+        child.wait()
+    with socket.socket() as other:  # this process was not started by the suite: its port is not counted
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        assert other.getsockname()[1] not in listening_ports(os.environ[MARKER])
+    assert port not in listening_ports(os.environ[MARKER])
