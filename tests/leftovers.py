@@ -34,11 +34,9 @@ def _marked(pid: str, session: str) -> bool:
         return False
 
 
-def listening_ports(session: str | None = None) -> set[int]:
-    "Listening TCP ports; with `session`, only those owned by processes carrying the suite's mark."
+def listening_ports(session: str) -> set[int]:
+    "Listening TCP ports owned by processes carrying the suite's mark `session`."
     inodes = _listening_inodes()
-    if session is None:
-        return set(inodes.values())
     ports = set()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:

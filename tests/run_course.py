@@ -18,7 +18,7 @@ def main() -> int:
             out, seconds = execute(nb, OUT, parameters={}, timeout=7200)
             status = "ok"
         except Exception as e:  # papermill's error names the failing cell; keep going to report all
-            out, seconds, status = OUT / nb.name, float("nan"), f"FAILED: {str(e).splitlines()[0][:150]}"
+            out, seconds, status = OUT / nb.name, float("nan"), f"FAILED: {(str(e).strip().splitlines() or [type(e).__name__])[0][:150]}"
         if out.exists():
             subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--log-level", "WARN",
                             "--output-dir", str(OUT), str(out)], check=False)
