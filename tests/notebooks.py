@@ -30,9 +30,11 @@ def runnable_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def execute(src: Path, out_dir: Path, parameters: dict, timeout: int = 1800) -> tuple[Path, float]:
+def execute(src: Path, out_dir: Path, parameters: dict, timeout: int = 1800,
+            progress: bool = False) -> tuple[Path, float]:
     "Execute notebook `src` with papermill (cwd `nbs/`) into `out_dir`; return the output path and seconds."
     import papermill as pm
+    from traitlets.config import Config
 
     out = out_dir / src.name
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -40,5 +42,8 @@ def execute(src: Path, out_dir: Path, parameters: dict, timeout: int = 1800) -> 
         staged = runnable_copy(src, Path(tmp) / src.name)
         t0 = time.time()
         pm.execute_notebook(str(staged), str(out), parameters=parameters, kernel_name="python3", cwd=str(NBS),
-                            execution_timeout=timeout, progress_bar=False, log_output=False, language="python")
+                            execution_timeout=timeout, progress_bar=progress, log_output=False, language="python",
+                            # the kernel talks to papermill over Unix sockets: no TCP port to
+                            # leave open, and no "running over TCP without encryption" warning
+                            config=Config({"KernelManager": {"transport": "ipc"}}))
     return out, time.time() - t0
