@@ -118,15 +118,22 @@ def percentiles_ms(latencies_s, qs=(50, 90, 99)) -> dict:
     return {f"p{q}_ms": float(np.percentile(a, q)) for q in qs}
 
 # %% ../nbs/02_container_resources.ipynb #5b2d0b99
-def closed_loop(make_predict, inputs, concurrency: int = 1, batch: int = 1, duration: float = 5.0,
-                warmup: float = 1.0, max_requests: int = 200_000, progress: bool = True) -> dict:
+def closed_loop(make_predict,  # () -> predict(x), called once in each thread; predict raises on failure
+                inputs,  # a sequence; each request takes the next `batch` of them
+                concurrency: int = 1,  # client threads, each waiting for its answer before the next request
+                batch: int = 1,  # inputs per request
+                duration: float = 5.0,  # seconds measured (with a `max_requests` budget: a time limit)
+                warmup: float = 1.0,  # seconds of load before measuring
+                max_requests: int = 200_000,  # requests in all, warm-up included: a fixed-size run
+                keep: bool = False,  # also return what predict answered, per measured request
+                progress: bool = True) -> dict:
     "Closed-loop load: `concurrency` threads, each with its own `make_predict()`, send `batch`-image requests for `warmup`+`duration` s."
     import threading
     from tqdm.auto import tqdm
     n = len(inputs)
     if n < batch:
         raise ValueError(f"need at least batch={batch} inputs, got {n}")
-    lat, errors, done_images, lock = [], [0], [0], threading.Lock()
+    lat, answers, errors, done_images, lock = [], [], [0], [0], threading.Lock()
     t_start = time.perf_counter()
     t_measure, t_end = t_start + warmup, t_start + warmup + duration
     budget = [max_requests]
@@ -146,10 +153,9 @@ def closed_loop(make_predict, inputs, concurrency: int = 1, batch: int = 1, dura
             i = (i + batch) % n
             t0 = time.perf_counter()
             try:
-                predict(x)
-                ok = True
+                answer, ok = predict(x), True
             except Exception:
-                ok = False
+                answer, ok = None, False
             t1 = time.perf_counter()
             with lock:
                 if not ok:  # every error counts, warm-up included: a server failing early is news
@@ -157,6 +163,8 @@ def closed_loop(make_predict, inputs, concurrency: int = 1, batch: int = 1, dura
                 elif t0 >= t_measure and t1 <= t_end:
                     lat.append(t1 - t0)
                     done_images[0] += batch
+                    if keep:
+                        answers.append(answer)
 
     threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(concurrency)]
     for t in threads:
@@ -170,4 +178,5 @@ def closed_loop(make_predict, inputs, concurrency: int = 1, batch: int = 1, dura
         t.join()
     measured = max(1e-9, min(time.perf_counter(), t_end) - t_measure)
     return {"concurrency": concurrency, "batch": batch, "requests": len(lat), "errors": errors[0],
-            "seconds": round(measured, 3), "throughput": done_images[0] / measured, **percentiles_ms(lat)}
+            "seconds": round(measured, 3), "throughput": done_images[0] / measured, **percentiles_ms(lat),
+            **({"answers": answers} if keep else {})}

@@ -21,6 +21,7 @@ import torch
 from .containers import port_free, start_server, stop_container, wait_for
 from .environment import (IMAGES, EngineUnavailable, ImageSpec, build_dir, docker_client, emit,
                                       project_root, say)
+from .resources import closed_loop
 from .torchserve_handler import MAX_IMAGES, archive_model
 
 # %% auto #0
@@ -296,48 +297,31 @@ def torchserve(model=None, port_base: int = 8080, name: str = CLI_CONTAINER, **k
         stop(name)
 
 # %% ../nbs/06_torchserve_deploy.ipynb #00ad43db
-def run_load(make_client,  # () -> TorchServeClient, called once per client thread
-             payloads: list,  # request bodies (tensors or PNG bytes lists) sent round-robin
-             n_requests: int,  # total requests (bounded)
+def run_load(ts: TorchServe,  # a running server
+             model: str,  # the registered model to load
+             inputs,  # uint8 images [N, 28, 28] (sent as JSON) or a list of PNG bytes (sent one per request)
+             n_requests: int,  # requests in all: a fixed-size run
              concurrency: int = 4,  # client threads
-             time_limit: float = 120) -> dict:  # stop starting new requests after this many seconds
-    "Send `n_requests` predictions from `concurrency` threads; return throughput, latencies and batch sizes seen."
-    import statistics, threading
-    from concurrent.futures import ThreadPoolExecutor
-    lock, latencies, batch_sizes, images, errors = threading.Lock(), [], [], [0], []
-    counter = iter(range(n_requests))
-    t0 = time.perf_counter()
+             batch: int = 1,  # images per request (1 for PNG bytes)
+             time_limit: float = 120) -> dict:  # no request starts after this many seconds
+    "Lesson 02's `closed_loop` for `n_requests` requests, plus requests/s and the batch size the server formed for each."
+    if not isinstance(inputs, torch.Tensor) and batch != 1:
+        raise ValueError("PNG bytes go one image per request: batch must be 1")
 
-    def worker():
-        c = make_client()
-        while time.perf_counter() - t0 < time_limit:
-            with lock:
-                i = next(counter, None)
-            if i is None:
-                return
-            body = payloads[i % len(payloads)]
-            t = time.perf_counter()
-            r = c.post({"data": body.tolist()}) if isinstance(body, torch.Tensor) else c.post(body, "image/png")
-            dt = time.perf_counter() - t
-            with lock:
-                if r.status_code != 200:
-                    errors.append(r.status_code)
-                    continue
-                latencies.append(dt)
-                batch_sizes.append(int(r.headers.get("X-Batch-Size", 1)))
-                images[0] += len(body) if isinstance(body, torch.Tensor) and body.dim() == 3 else 1
+    def make_predict():
+        c = ts.client(model)  # one keep-alive session per thread
 
-    with ThreadPoolExecutor(concurrency) as pool:
-        for f in [pool.submit(worker) for _ in range(concurrency)]:
-            f.result()
-    wall = time.perf_counter() - t0
-    lat = sorted(latencies)
-    return {"requests": len(lat), "errors": len(errors), "seconds": round(wall, 2),
-            "requests_per_s": round(len(lat) / wall, 1), "images_per_s": round(images[0] / wall, 1),
-            "p50_ms": round(1000 * statistics.median(lat), 1) if lat else None,
-            "p95_ms": round(1000 * lat[int(0.95 * (len(lat) - 1))], 1) if lat else None,
-            "mean_batch": round(statistics.mean(batch_sizes), 2) if batch_sizes else None,
-            "batch_sizes": batch_sizes}
+        def predict(x):
+            r = c.post({"data": x.tolist()}) if isinstance(x, torch.Tensor) else c.post(x[0], "image/png")
+            _answer(r)  # a 4xx/5xx raises, and closed_loop counts an error
+            return int(r.headers.get("X-Batch-Size", 1))
+        return predict
+
+    r = closed_loop(make_predict, inputs, concurrency=concurrency, batch=batch, duration=time_limit, warmup=0,
+                    max_requests=n_requests, keep=True, progress=False)
+    sizes = r.pop("answers")
+    return {**r, "requests_per_s": round(r["requests"] / r["seconds"], 1),
+            "mean_batch": round(sum(sizes) / len(sizes), 2) if sizes else None, "batch_sizes": sizes}
 
 # %% ../nbs/06_torchserve_deploy.ipynb #dcaa0132
 def read_metrics(url: str, timeout: float = 10) -> dict[str, list[tuple[dict, float]]]:

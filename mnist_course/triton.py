@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ from .triton_repo import (INPUT, NGC_IMAGE, OUTPUT, TRITON_IMAGE, ConfigError, p
 
 # %% auto #0
 __all__ = ['PORT_NAMES', 'CLI_CONTAINER', 'ports', 'server_command', 'as_pixels', 'TritonClient', 'Triton', 'serve', 'stop',
-           'triton', 'config_override', 'model_stats', 'send_concurrently', 'serve_cli', 'predict_cli', 'stop_cli']
+           'triton', 'config_override', 'model_stats', 'serve_cli', 'predict_cli', 'stop_cli']
 
 # %% ../nbs/08_triton_deploy.ipynb #63941981
 IMAGES["triton"] = ImageSpec(
@@ -244,45 +243,6 @@ def model_stats(http_client,  # a `tritonclient.http.InferenceServerClient`
             "success": sum(int(v["inference_stats"]["success"]["count"]) for v in s),
             "fail": sum(int(v["inference_stats"]["fail"]["count"]) for v in s),
             "batches": dict(sorted(hist.items()))}
-
-def send_concurrently(make_client,  # () -> TritonClient, called once in each thread
-                      images,  # images sent one per request, round-robin
-                      clients: int = 16,  # threads
-                      requests_per_client: int = 20,
-                      time_limit: float = 60,  # no thread starts a request after this many seconds
-                      ) -> dict:
-    "Single-image requests from `clients` threads at once; return the count, errors and images/s."
-    pixels = as_pixels(images)
-    done, errors, lock = [0], [], threading.Lock()
-    start = threading.Barrier(clients)
-    t0 = time.perf_counter()
-
-    def worker(k: int):
-        c = make_client()
-        try:
-            start.wait()  # everyone starts together: concurrency from the first request
-            for j in range(requests_per_client):
-                if time.perf_counter() - t0 > time_limit:
-                    return
-                i = (k * requests_per_client + j) % len(pixels)
-                try:
-                    c.infer(pixels[i:i + 1])
-                    with lock:
-                        done[0] += 1
-                except Exception as e:
-                    with lock:
-                        errors.append(str(e))
-        finally:
-            c.close()
-
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    wall = time.perf_counter() - t0
-    return {"requests": done[0], "errors": len(errors), "first_error": errors[0] if errors else None,
-            "seconds": round(wall, 2), "images_per_s": round(done[0] / wall, 1)}
 
 # %% ../nbs/08_triton_deploy.ipynb #dc6c43ae
 def _image_pixels(arg: str) -> tuple[np.ndarray, int | None]:
