@@ -298,7 +298,7 @@ def torchserve(model=None, port_base: int = 8080, name: str = CLI_CONTAINER, **k
 
 # %% ../nbs/06_torchserve_deploy.ipynb #00ad43db
 def run_load(ts: TorchServe,  # a running server
-             model: str,  # the registered model to load
+             model: str,  # the registered model the requests go to
              inputs,  # uint8 images [N, 28, 28] (sent as JSON) or a list of PNG bytes (sent one per request)
              n_requests: int,  # requests in all: a fixed-size run
              concurrency: int = 4,  # client threads
@@ -320,7 +320,7 @@ def run_load(ts: TorchServe,  # a running server
     r = closed_loop(make_predict, inputs, concurrency=concurrency, batch=batch, duration=time_limit, warmup=0,
                     max_requests=n_requests, keep=True, progress=False)
     sizes = r.pop("answers")
-    return {**r, "requests_per_s": round(r["requests"] / r["seconds"], 1),
+    return {**r, "requests_per_s": round(r["throughput"] / batch, 1),
             "mean_batch": round(sum(sizes) / len(sizes), 2) if sizes else None, "batch_sizes": sizes}
 
 # %% ../nbs/06_torchserve_deploy.ipynb #dcaa0132
