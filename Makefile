@@ -7,6 +7,9 @@ BIN := $(VENV)/bin
 # The host venv takes torch 2.14.1 + torchvision 0.29.1 (the CPU images use torch 2.13.0 CPU).
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
+# The venv's commands (mnist-course, mnist-train, torch-model-archiver) come first on PATH for every
+# recipe, and so for the notebooks run by them: lessons type these commands as a terminal would.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup venv course test lab doctor clean-nbs check-clean
 

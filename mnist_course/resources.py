@@ -9,10 +9,11 @@ import math
 import os
 import time
 from pathlib import Path
+from typing import Callable
 
 # %% auto #0
-__all__ = ['cpu_percent', 'memory_usage', 'memory_limit', 'sample_stats', 'cpu_quota', 'effective_cpus', 'cpu_threads',
-           'percentiles_ms', 'closed_loop']
+__all__ = ['cpu_percent', 'memory_usage', 'memory_limit', 'sample_stats', 'cgroup_limits', 'container_files', 'cpu_quota',
+           'effective_cpus', 'cpu_threads']
 
 # %% ../nbs/02_container_resources.ipynb #b27bc84a
 def cpu_percent(stats: dict) -> float:
@@ -52,8 +53,9 @@ def sample_stats(container,  # a running `docker.models.containers.Container`
                  interval: float = 1.0,  # seconds between rows (the engine refreshes its readings once a second)
                  progress: bool = False) -> list[dict]:  # show a tqdm bar
     "Sample a container's stats: rows of `t` (s), `cpu_percent` (100 = one core), `mem_bytes`, `mem_limit`."
-    import docker
     from tqdm.auto import tqdm
+    from mnist_course.core import require
+    docker = require("docker")
     if seconds <= 0 or interval <= 0:
         raise ValueError(f"seconds ({seconds}) and interval ({interval}) must be positive")
 
@@ -66,7 +68,7 @@ def sample_stats(container,  # a running `docker.models.containers.Container`
 
     prev, t0, rows = read(), time.monotonic(), []
     if prev is None:
-        raise RuntimeError(f"container {container.name} is not running: no stats to sample")
+        raise ValueError(f"container {container.name} is not running: no stats to sample")
     due = interval
     with tqdm(total=round(seconds), unit="s", desc=f"stats {container.name}", disable=not progress) as bar:
         while time.monotonic() - t0 < seconds:
@@ -85,18 +87,47 @@ def sample_stats(container,  # a running `docker.models.containers.Container`
     return rows
 
 # %% ../nbs/02_container_resources.ipynb #6b5ace92
-def cpu_quota(cgroup_root: str | Path = "/sys/fs/cgroup") -> float | None:
-    "The CPU time quota of this container in cores (`--cpus`), read from its cgroup; None when unlimited."
-    root = Path(cgroup_root)
-    v2 = root / "cpu.max"  # cgroup v2: "max 100000" or "50000 100000"
-    if v2.exists():
-        quota, period = v2.read_text().split()
-        return None if quota == "max" else int(quota) / int(period)
-    v1 = root / "cpu" / "cpu.cfs_quota_us"  # cgroup v1: -1 means no quota
-    if v1.exists():
-        quota = int(v1.read_text())
-        return None if quota < 0 else quota / int((root / "cpu" / "cpu.cfs_period_us").read_text())
+_NO_LIMIT_V1 = 2**62  # cgroup v1 writes "no memory limit" as a number close to 2**63
+
+def _field(text: str | None, key: str) -> int | None:
+    "The value of `key` in a 'key value' per line file (memory.events, memory.oom_control)."
+    for line in (text or "").splitlines():
+        k, _, v = line.partition(" ")
+        if k == key:
+            return int(v)
     return None
+
+def cgroup_limits(source: str | Path | Callable = "/sys/fs/cgroup",  # a cgroup folder, or read(relative path) -> text or None
+                  ) -> dict:
+    "The limits of a cgroup, v1 or v2: `version`, `cpus` (quota in cores), `memory_bytes`, `oom_kills`; None where unset."
+    if callable(source):
+        read = source
+    else:
+        read = lambda rel: (Path(source) / rel).read_text() if (Path(source) / rel).is_file() else None
+    if read("cgroup.controllers") is not None:  # v2: one unified tree
+        quota, period = (read("cpu.max") or "max 100000").split()
+        memory = (read("memory.max") or "max").strip()
+        return {"version": 2, "cpus": None if quota == "max" else int(quota) / int(period),
+                "memory_bytes": None if memory == "max" else int(memory),
+                "oom_kills": _field(read("memory.events"), "oom_kill")}
+    quota, period = read("cpu/cpu.cfs_quota_us"), read("cpu/cpu.cfs_period_us")  # v1: a tree per controller
+    memory = read("memory/memory.limit_in_bytes")
+    if quota is None and memory is None:
+        return {"version": None, "cpus": None, "memory_bytes": None, "oom_kills": None}
+    return {"version": 1, "cpus": None if quota is None or int(quota) < 0 else int(quota) / int(period),
+            "memory_bytes": None if memory is None or int(memory) >= _NO_LIMIT_V1 else int(memory),
+            "oom_kills": _field(read("memory/memory.oom_control"), "oom_kill")}
+
+def container_files(c) -> Callable[[str], str | None]:
+    "A reader of the cgroup files inside the running container `c` (`docker exec c cat /sys/fs/cgroup/...`)."
+    def read(rel: str) -> str | None:
+        r = c.exec_run(["cat", f"/sys/fs/cgroup/{rel}"])
+        return r.output.decode() if r.exit_code == 0 else None
+    return read
+
+def cpu_quota(cgroup_root: str | Path = "/sys/fs/cgroup") -> float | None:
+    "The CPU time quota of this container in cores (`--cpus`); None when unlimited."
+    return cgroup_limits(cgroup_root)["cpus"]
 
 def effective_cpus(cgroup_root: str | Path = "/sys/fs/cgroup") -> float:
     "How many cores' worth of CPU this process may use: its CPU affinity capped by the cgroup quota."
@@ -107,76 +138,3 @@ def effective_cpus(cgroup_root: str | Path = "/sys/fs/cgroup") -> float:
 def cpu_threads(cgroup_root: str | Path = "/sys/fs/cgroup") -> int:
     "A sensible `torch.set_num_threads` value: the whole cores `effective_cpus` allows, at least 1."
     return max(1, math.floor(effective_cpus(cgroup_root)))
-
-# %% ../nbs/02_container_resources.ipynb #0a8207a2
-def percentiles_ms(latencies_s, qs=(50, 90, 99)) -> dict:
-    "Latency percentiles in milliseconds (`p50_ms`, ...) of a list of seconds; NaN when empty."
-    import numpy as np
-    if len(latencies_s) == 0:
-        return {f"p{q}_ms": float("nan") for q in qs}
-    a = np.asarray(latencies_s, dtype=float) * 1e3
-    return {f"p{q}_ms": float(np.percentile(a, q)) for q in qs}
-
-# %% ../nbs/02_container_resources.ipynb #5b2d0b99
-def closed_loop(make_predict,  # () -> predict(x), called once in each thread; predict raises on failure
-                inputs,  # a sequence; each request takes the next `batch` of them
-                concurrency: int = 1,  # client threads, each waiting for its answer before the next request
-                batch: int = 1,  # inputs per request
-                duration: float = 5.0,  # seconds measured (with a `max_requests` budget: a time limit)
-                warmup: float = 1.0,  # seconds of load before measuring
-                max_requests: int = 200_000,  # requests in all, warm-up included: a fixed-size run
-                keep: bool = False,  # also return what predict answered, per measured request
-                progress: bool = True) -> dict:
-    "Closed-loop load: `concurrency` threads, each with its own `make_predict()`, send `batch`-image requests for `warmup`+`duration` s."
-    import threading
-    from tqdm.auto import tqdm
-    n = len(inputs)
-    if n < batch:
-        raise ValueError(f"need at least batch={batch} inputs, got {n}")
-    lat, answers, errors, done_images, lock = [], [], [0], [0], threading.Lock()
-    t_start = time.perf_counter()
-    t_measure, t_end = t_start + warmup, t_start + warmup + duration
-    budget = [max_requests]
-    bar = tqdm(total=round(warmup + duration), desc=f"c={concurrency} b={batch}", unit="s",
-               disable=not progress, leave=False)
-
-    def worker(k):
-        predict = make_predict()  # one client object per thread: clients are not shared
-        i = (k * 7919) % n
-        while True:
-            now = time.perf_counter()
-            with lock:
-                if now >= t_end or budget[0] <= 0:
-                    return
-                budget[0] -= 1
-            x = inputs[i:i + batch] if i + batch <= n else inputs[:batch]
-            i = (i + batch) % n
-            t0 = time.perf_counter()
-            try:
-                answer, ok = predict(x), True
-            except Exception:
-                answer, ok = None, False
-            t1 = time.perf_counter()
-            with lock:
-                if not ok:  # every error counts, warm-up included: a server failing early is news
-                    errors[0] += 1
-                elif t0 >= t_measure and t1 <= t_end:
-                    lat.append(t1 - t0)
-                    done_images[0] += batch
-                    if keep:
-                        answers.append(answer)
-
-    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(concurrency)]
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):
-        time.sleep(0.25)
-        bar.n = min(bar.total, round(time.perf_counter() - t_start))
-        bar.refresh()
-    bar.close()
-    for t in threads:
-        t.join()
-    measured = max(1e-9, min(time.perf_counter(), t_end) - t_measure)
-    return {"concurrency": concurrency, "batch": batch, "requests": len(lat), "errors": errors[0],
-            "seconds": round(measured, 3), "throughput": done_images[0] / measured, **percentiles_ms(lat),
-            **({"answers": answers} if keep else {})}

@@ -10,21 +10,27 @@ import nbformat
 
 ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT / "nbs"
-# nbdev skips `#| eval: false` cells and papermill does not: such cells, and cells tagged
-# `skip-execution`, are dropped from the copy papermill runs.
+# nbdev skips `#| eval: false` cells and papermill does not: such cells are dropped from the copy
+# papermill runs.
 _EVAL_FALSE = re.compile(r"^\s*#\s*\|\s*eval\s*:\s*false\s*$", re.M)
 
 
 def notebooks() -> list[Path]:
-    "The course's notebooks in teaching order (index first, then by number)."
+    "The course's notebooks in teaching order: index, the lessons by number, then the reference notebooks (90+)."
     return sorted(NBS.glob("*.ipynb"), key=lambda p: (p.stem != "index", p.stem))
+
+
+def unexecuted(path: Path) -> list[int]:
+    "Indices of the code cells of an executed notebook that did not run, or ended in an error."
+    nb = nbformat.read(path, as_version=4)
+    return [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip() and (
+        c.execution_count is None or any(o.get("output_type") == "error" for o in c.get("outputs", [])))]
 
 
 def runnable_copy(src: Path, dst: Path) -> Path:
     "Write `src` to `dst` without the cells nbdev would not evaluate."
     nb = nbformat.read(src, as_version=4)
-    nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and (
-        _EVAL_FALSE.search(c.source) or "skip-execution" in c.metadata.get("tags", [])))]
+    nb.cells = [c for c in nb.cells if not (c.cell_type == "code" and _EVAL_FALSE.search(c.source))]
     dst.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, dst)
     return dst
