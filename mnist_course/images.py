@@ -16,9 +16,9 @@ from .core import ImageBuildError, ImageMissing, SetupError, build_dir, project_
 from .engine import docker_client
 
 # %% auto #0
-__all__ = ['TORCH_CPU', 'TORCH_CUDA', 'TORCHSERVE', 'PYYAML', 'PYTRITON', 'TRITON', 'NGC_TRITON', 'TQDM', 'LOCAL_BASE', 'IMAGES',
-           'FINGERPRINT_LABEL', 'ImageSpec', 'image_tag', 'image_exists', 'fingerprint', 'up_to_date', 'require_image',
-           'project_wheel', 'stage_context', 'build_image']
+__all__ = ['TORCH_CPU', 'TORCH_CUDA', 'TORCHSERVE', 'PYYAML', 'PYTRITON', 'TRITON', 'NGC_TRITON', 'TQDM', 'IMAGE_PREFIX',
+           'LOCAL_BASE', 'IMAGES', 'FINGERPRINT_LABEL', 'ImageSpec', 'image_tag', 'image_exists', 'fingerprint',
+           'up_to_date', 'require_image', 'project_wheel', 'stage_context', 'build_image']
 
 # %% ../nbs/92_images.ipynb #d31f8a58
 TORCH_CPU = "2.13.0"  # CPU build of torch: training-cpu, TorchServe and Triton images
@@ -29,7 +29,10 @@ PYTRITON = "0.7.0"  # nvidia-pytriton: the wheel that carries tritonserver ...
 TRITON = "2.51.0"  # ... of this release (NVIDIA's container 24.10)
 NGC_TRITON = "nvcr.io/nvidia/tritonserver:24.10-py3"  # NVIDIA's image of that release: every backend, GPUs
 TQDM = "tqdm>=4.60"  # the project wheel's one dependency besides torch
-LOCAL_BASE = "mnist-course/python:3.11-bookworm"
+# The repository part of every tag. A second checkout sharing the engine (a branch, a teacher's
+# copy) sets MNIST_COURSE_IMAGES to keep its images apart from this one's.
+IMAGE_PREFIX = os.environ.get("MNIST_COURSE_IMAGES", "mnist-course")
+LOCAL_BASE = f"{IMAGE_PREFIX}/python:3.11-bookworm"
 
 # %% ../nbs/92_images.ipynb #abc3ef76
 @dataclass(frozen=True)
@@ -48,26 +51,26 @@ class ImageSpec:
     base: str | None = "python"  # the image passed as BASE_IMAGE (None: the Dockerfile needs none)
 
 IMAGES: dict[str, ImageSpec] = {s.name: s for s in [
-    ImageSpec("busybox", "mnist-course/busybox:latest",
+    ImageSpec("busybox", f"{IMAGE_PREFIX}/busybox:latest",
               "FROM scratch + Debian's static busybox (2 MB): the tiny image of lessons 01-02",
               dockerfile="docker/busybox/Dockerfile", host_files={"/bin/busybox": "busybox"}, base=None),
     ImageSpec("python", LOCAL_BASE, "Debian bookworm minbase + Python 3.11, made with debootstrap",
               script="docker/base/build-python-base.sh", base=None),
-    ImageSpec("train-cpu", f"mnist-course/train-cpu:{TORCH_CPU}",
+    ImageSpec("train-cpu", f"{IMAGE_PREFIX}/train-cpu:{TORCH_CPU}",
               f"mnist-train on the CPU build of torch {TORCH_CPU}: non-root, data read-only at /data, output at /out",
               dockerfile="docker/train/Dockerfile", buildargs={"TORCH_VERSION": TORCH_CPU},
               wheels=(f"torch=={TORCH_CPU}", TQDM), project_wheel=True),
-    ImageSpec("train-gpu", f"mnist-course/train-gpu:{TORCH_CUDA}",
+    ImageSpec("train-gpu", f"{IMAGE_PREFIX}/train-gpu:{TORCH_CUDA}",
               f"mnist-train on the CUDA build of torch {TORCH_CUDA}: `--gpus all` on a GPU host, the CPU elsewhere",
               dockerfile="docker/train/Dockerfile", buildargs={"TORCH_VERSION": TORCH_CUDA},
               wheels=(f"torch=={TORCH_CUDA}", TQDM), project_wheel=True),
-    ImageSpec("torchserve", f"mnist-course/torchserve:{TORCHSERVE}",
+    ImageSpec("torchserve", f"{IMAGE_PREFIX}/torchserve:{TORCHSERVE}",
               f"TorchServe {TORCHSERVE} (Java 17 frontend) with CPU torch {TORCH_CPU}: serves model archives",
               dockerfile="docker/torchserve/Dockerfile",
               buildargs={"TORCH_VERSION": TORCH_CPU, "TORCHSERVE_VERSION": TORCHSERVE, "PYYAML_VERSION": PYYAML},
               wheels=(f"torch=={TORCH_CPU}", f"torchserve=={TORCHSERVE}", f"torch-model-archiver=={TORCHSERVE}",
                       f"PyYAML=={PYYAML}")),
-    ImageSpec("triton", f"mnist-course/triton:{TRITON}",
+    ImageSpec("triton", f"{IMAGE_PREFIX}/triton:{TRITON}",
               f"Triton {TRITON} (python backend) from the nvidia-pytriton wheel, Debian's Python 3.11 and numpy, CPU torch {TORCH_CPU}",
               dockerfile="docker/triton/Dockerfile", buildargs={"PYTRITON_VERSION": PYTRITON, "TORCH_VERSION": TORCH_CPU},
               wheels=(f"torch=={TORCH_CPU}", TQDM), wheels_no_deps=(f"nvidia-pytriton=={PYTRITON}",),
