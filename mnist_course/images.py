@@ -17,8 +17,8 @@ from .engine import docker_client
 
 # %% auto #0
 __all__ = ['TORCH_CPU', 'TORCH_CUDA', 'TORCHSERVE', 'PYYAML', 'PYTRITON', 'TRITON', 'NGC_TRITON', 'TQDM', 'IMAGE_PREFIX',
-           'LOCAL_BASE', 'IMAGES', 'FINGERPRINT_LABEL', 'ImageSpec', 'image_tag', 'image_exists', 'fingerprint',
-           'up_to_date', 'require_image', 'project_wheel', 'stage_context', 'build_image']
+           'LOCAL_BASE', 'IMAGES', 'FINGERPRINT_LABEL', 'ImageSpec', 'image_tag', 'image_exists', 'package_closure',
+           'fingerprint', 'up_to_date', 'require_image', 'project_wheel', 'stage_context', 'build_image']
 
 # %% ../nbs/92_images.ipynb #d31f8a58
 TORCH_CPU = "2.13.0"  # CPU build of torch: training-cpu, TorchServe and Triton images
@@ -47,6 +47,7 @@ class ImageSpec:
     wheels: tuple = ()  # requirements `pip download`ed, with their dependencies, into the context's wheels/
     wheels_no_deps: tuple = ()  # requirements downloaded without their dependencies
     project_wheel: bool = False  # build this package's wheel into wheels/ too
+    runs: tuple = ()  # the package's modules the image runs (with what they import): its code, for `fingerprint`
     host_files: dict = field(default_factory=dict)  # absolute host path -> name in the context
     base: str | None = "python"  # the image passed as BASE_IMAGE (None: the Dockerfile needs none)
 
@@ -62,11 +63,11 @@ IMAGES: dict[str, ImageSpec] = {s.name: s for s in [
     ImageSpec("train-cpu", f"{IMAGE_PREFIX}/train-cpu:{TORCH_CPU}",
               f"mnist-train on the CPU build of torch {TORCH_CPU}: non-root, data read-only at /data, output at /out",
               dockerfile="docker/train/Dockerfile", buildargs={"TORCH_VERSION": TORCH_CPU},
-              wheels=(f"torch=={TORCH_CPU}", TQDM), project_wheel=True),
+              wheels=(f"torch=={TORCH_CPU}", TQDM), project_wheel=True, runs=("train",)),
     ImageSpec("train-gpu", f"{IMAGE_PREFIX}/train-gpu:{TORCH_CUDA}",
               f"mnist-train on the CUDA build of torch {TORCH_CUDA}: `--gpus all` on a GPU host, the CPU elsewhere",
               dockerfile="docker/train/Dockerfile", buildargs={"TORCH_VERSION": TORCH_CUDA},
-              wheels=(f"torch=={TORCH_CUDA}", TQDM), project_wheel=True),
+              wheels=(f"torch=={TORCH_CUDA}", TQDM), project_wheel=True, runs=("train",)),
     ImageSpec("torchserve", f"{IMAGE_PREFIX}/torchserve:{TORCHSERVE}",
               f"TorchServe {TORCHSERVE} (Java 17 frontend) with CPU torch {TORCH_CPU}: serves model archives",
               dockerfile="docker/torchserve/Dockerfile",
@@ -77,7 +78,7 @@ IMAGES: dict[str, ImageSpec] = {s.name: s for s in [
               f"Triton {TRITON} (python backend) from the nvidia-pytriton wheel, Debian's Python 3.11 and numpy, CPU torch {TORCH_CPU}",
               dockerfile="docker/triton/Dockerfile", buildargs={"PYTRITON_VERSION": PYTRITON, "TORCH_VERSION": TORCH_CPU},
               wheels=(f"torch=={TORCH_CPU}", TQDM), wheels_no_deps=(f"nvidia-pytriton=={PYTRITON}",),
-              project_wheel=True),
+              project_wheel=True, runs=("triton_model",)),
 ]}
 
 def image_tag(name: str) -> str:
@@ -96,8 +97,26 @@ def image_exists(tag: str, client=None) -> bool:
     except docker.errors.ImageNotFound:
         return False
 
+def package_closure(modules) -> list[str]:
+    "`modules` of the package and every package module they import, directly or not."
+    import ast
+    pkg, seen, todo = project_root() / "mnist_course", set(), list(modules)
+    while todo:
+        m = todo.pop()
+        if m in seen:
+            continue
+        seen.add(m)
+        for node in ast.walk(ast.parse((pkg / f"{m}.py").read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .core import ...
+                todo += [node.module] if node.module else [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mnist_course"):
+                todo += [node.module.split(".", 1)[1]] if "." in node.module else [a.name for a in node.names]
+            elif isinstance(node, ast.Import):
+                todo += [a.name.split(".", 1)[1] for a in node.names if a.name.startswith("mnist_course.")]
+    return sorted(seen)
+
 def fingerprint(name: str) -> str | None:
-    "A hash of everything an image is built from (Dockerfile folder, build args, wheels, host files, the package's code); None for script-built images."
+    "A hash of what an image is built from: Dockerfile folder, build args, wheels, host files, the code it runs; None for script-built images."
     import hashlib
     spec, root = IMAGES[name], project_root()
     if not spec.dockerfile:
@@ -105,8 +124,8 @@ def fingerprint(name: str) -> str | None:
     h = hashlib.sha256(repr((spec.buildargs, spec.wheels, spec.wheels_no_deps, spec.base)).encode())
     files = sorted(p for p in (root / spec.dockerfile).parent.rglob("*") if p.is_file())
     files += [Path(f) for f in spec.host_files]
-    if spec.project_wheel:
-        files += sorted((root / "mnist_course").glob("*.py")) + [root / "settings.ini", root / "setup.py"]
+    if spec.project_wheel:  # the modules the image runs; the rest of the wheel may lag behind harmlessly
+        files += [root / "mnist_course" / f"{m}.py" for m in package_closure(spec.runs)] + [root / "settings.ini"]
     for p in files:
         h.update(str(p.relative_to(root) if p.is_relative_to(root) else p).encode())
         h.update(p.read_bytes())
