@@ -90,6 +90,7 @@ def _answer(r):  # a requests.Response
         raise TorchServeError(r.status_code, body)
     return body
 
+# %% ../nbs/07_torchserve_deploy.ipynb #e99be0a4
 class TorchServeClient:
     "TorchServe's inference API for one model: images in, `{prediction, probabilities}` out."
     def __init__(self, base_url: str,  # e.g. http://127.0.0.1:8080
@@ -125,6 +126,7 @@ class TorchServeClient:
         return [_answer(self.post(Path(im).read_bytes() if isinstance(im, (str, Path)) else im, "image/png"))
                 for im in images]
 
+# %% ../nbs/07_torchserve_deploy.ipynb #7050e672
 class ManagementClient:
     "TorchServe's management API: list, describe, scale, register and unregister models."
     def __init__(self, base_url: str,  # e.g. http://127.0.0.1:8081
@@ -189,10 +191,40 @@ class ManagementClient:
                     raise
                 time.sleep(0.5)
 
+# %% ../nbs/07_torchserve_deploy.ipynb #c2aa08ac
+class _TorchServeAccess:
+    "What a client of a running TorchServe needs: its tokens, the management API, the contract, inference clients."
+    @property
+    def token_file(self) -> Path:
+        return Path(self.root) / "run" / "key_file.json"
+
+    def tokens(self) -> dict[str, str]:
+        "The inference, management and API tokens TorchServe wrote at start."
+        keys = json.loads(self.token_file.read_text())
+        return {"inference": keys["inference"]["key"], "management": keys["management"]["key"], "api": keys["API"]["key"]}
+
+    def management(self) -> ManagementClient:
+        "A management client with the management token."
+        return ManagementClient(self.urls["management"], self.tokens()["management"])
+
+    def contract(self, model: str | None = None) -> dict:
+        "The serving contract `model`'s handler describes (asked once per model: it takes a live worker)."
+        model = model or self.model
+        known = self.__dict__.setdefault("_contracts", {})
+        if model not in known:
+            known[model] = self.management().contract(model)
+        return known[model]
+
+    def client(self, model: str | None = None, timeout: float = 30) -> TorchServeClient:
+        "An inference client with the inference token, sending as many images a request as the handler allows."
+        model = model or self.model
+        return TorchServeClient(self.urls["inference"], self.tokens()["inference"], model, timeout,
+                                self.contract(model)["max_batch"])
+
 # %% ../nbs/07_torchserve_deploy.ipynb #979504c5
 _IN_CONTAINER = "/srv/torchserve"
 
-class TorchServe(Server):
+class TorchServe(_TorchServeAccess, Server):
     "TorchServe in a container serving the MNIST model: its URLs, tokens and clients."
     kind, image_name, default_port_base = "torchserve", "torchserve", 8080
     port_names = ("inference", "management", "metrics", "grpc_inference", "grpc_management")
@@ -231,33 +263,6 @@ class TorchServe(Server):
     @property
     def archive(self) -> Path:
         return Path(self.root) / "model-store" / f"{self.model}.mar"
-
-    @property
-    def token_file(self) -> Path:
-        return Path(self.root) / "run" / "key_file.json"
-
-    def tokens(self) -> dict[str, str]:
-        "The inference, management and API tokens TorchServe wrote at start."
-        keys = json.loads(self.token_file.read_text())
-        return {"inference": keys["inference"]["key"], "management": keys["management"]["key"], "api": keys["API"]["key"]}
-
-    def management(self) -> ManagementClient:
-        "A management client with the management token."
-        return ManagementClient(self.urls["management"], self.tokens()["management"])
-
-    def contract(self, model: str | None = None) -> dict:
-        "The serving contract `model`'s handler describes (asked once per model: it takes a live worker)."
-        model = model or self.model
-        known = self.__dict__.setdefault("_contracts", {})
-        if model not in known:
-            known[model] = self.management().contract(model)
-        return known[model]
-
-    def client(self, model: str | None = None, timeout: float = 30) -> TorchServeClient:
-        "An inference client with the inference token, sending as many images a request as the handler allows."
-        model = model or self.model
-        return TorchServeClient(self.urls["inference"], self.tokens()["inference"], model, timeout,
-                                self.contract(model)["max_batch"])
 
     def info(self) -> dict:
         "What `mnist-course serve torchserve` prints: URLs, token file, model, archive, container, logs."

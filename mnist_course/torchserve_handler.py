@@ -30,7 +30,7 @@ except ImportError:  # in a TorchServe worker: the archive carries mnist_course/
 
 # %% auto #0
 __all__ = ['MAX_BODY_BYTES', 'MAX_IMAGE_PIXELS', 'IMAGE_FORMATS', 'FORM_HINT', 'BadInput', 'decode_image', 'decode_array',
-           'decode_request', 'MnistHandler', 'handle']
+           'decode_request', 'decode_batch', 'answer_batch', 'MnistHandler', 'handle']
 
 # %% ../nbs/06_torchserve_handler.ipynb #863b55c1
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a 28x28 PNG is under 1 KB, a JSON batch of 64 digits ~150 KB
@@ -134,6 +134,7 @@ def _decode_text(text: str):
         raise BadInput("text body is neither JSON nor base64") from None
     return decode_image(raw), False
 
+# %% ../nbs/06_torchserve_handler.ipynb #34d4d2ff
 def _decode_value(value):
     if isinstance(value, dict):
         if "data" not in value:
@@ -161,6 +162,7 @@ def _decode_value(value):
         return _decode_text(value)
     raise BadInput(f"cannot read a {type(value).__name__} as an image")
 
+# %% ../nbs/06_torchserve_handler.ipynb #29f46827
 FORM_HINT = ("the body arrived as a URL-encoded form (curl --data-binary sends Content-Type: "
              "application/x-www-form-urlencoded unless told otherwise), so the server split it into form fields. "
              "Send the image as the body with a content type: curl -H 'Content-Type: image/png' --data-binary @7.png URL, "
@@ -174,6 +176,34 @@ def decode_request(row: dict,  # one element of TorchServe's request list
     if form and not ({"data", "body"} & set(row or {})):
         raise BadInput(FORM_HINT)
     return _decode_value(_payload(row))
+
+# %% ../nbs/06_torchserve_handler.ipynb #80bec68b
+def decode_batch(rows: list, content_types: list) -> tuple[torch.Tensor | None, list]:
+    "Decode each request of a batch on its own: the valid ones' pixels as one tensor, and a plan per request."
+    plan, images = [], []
+    for row, content_type in zip(rows, content_types):
+        try:
+            t, is_list = decode_request(row, content_type)
+        except BadInput as e:
+            plan.append(e)
+            continue
+        plan.append((len(t), is_list))
+        images.append(t)
+    return (torch.cat(images) if images else None), plan
+
+def answer_batch(probs: torch.Tensor | None, plan: list) -> list:
+    "One answer per request, in order: a dict per image, a list for list requests, the BadInput of failures."
+    out, start = [], 0
+    for item in plan:
+        if isinstance(item, BadInput):
+            out.append(item)
+            continue
+        n, is_list = item
+        answers = [{"prediction": int(row.argmax()), "probabilities": [round(v, 6) for v in row.tolist()]}
+                   for row in probs[start:start + n]]
+        start += n
+        out.append(answers if is_list else answers[0])
+    return out
 
 # %% ../nbs/06_torchserve_handler.ipynb #f09e49b9
 class MnistHandler(BaseHandler):
@@ -190,38 +220,6 @@ class MnistHandler(BaseHandler):
         self.model = contract.load_model(weights, self.device)
         self.initialized = True
 
-    def preprocess(self, data: list) -> tuple[torch.Tensor | None, list]:
-        "Decode each request; return the valid images as one batch of pixels and a per-request plan."
-        plan, images = [], []
-        for idx, row in enumerate(data):
-            try:
-                t, is_list = decode_request(row, self.context.get_request_header(idx, "Content-Type")
-                                           or self.context.get_request_header(idx, "content-type"))
-            except BadInput as e:
-                plan.append(e)
-                continue
-            plan.append((len(t), is_list))
-            images.append(t)
-        return (torch.cat(images) if images else None), plan
-
-    def inference(self, pixels: torch.Tensor) -> torch.Tensor:
-        "The contract's answer: probabilities [N, 10] for pixels [N, 28, 28] in 0..255."
-        return contract.probabilities(self.model, pixels.to(self.device))
-
-    def postprocess(self, probs: torch.Tensor | None, plan: list) -> list:
-        "One answer per request, in order: a dict per image, a list for list requests, a BadInput for failures."
-        out, start = [], 0
-        for item in plan:
-            if isinstance(item, BadInput):
-                out.append(item)
-                continue
-            n, is_list = item
-            answers = [{"prediction": int(row.argmax()), "probabilities": [round(v, 6) for v in row.tolist()]}
-                       for row in probs[start:start + n]]
-            start += n
-            out.append(answers if is_list else answers[0])
-        return out
-
     def describe_handle(self) -> dict:
         "The serving contract, for `GET /models/MODEL?customized=true`."
         return {"image_shape": list(contract.IMAGE_SHAPE), "pixel_range": [0, contract.PIXEL_MAX],
@@ -232,8 +230,11 @@ class MnistHandler(BaseHandler):
         self.context = context
         if self._is_describe():
             return [self.describe_handle()]
-        x, plan = self.preprocess(data)
-        out = self.postprocess(self.inference(x) if x is not None else None, plan)
+        types = [context.get_request_header(i, "Content-Type") or context.get_request_header(i, "content-type")
+                 for i in range(len(data))]
+        pixels, plan = decode_batch(data, types)
+        probs = contract.probabilities(self.model, pixels.to(self.device)) if pixels is not None else None
+        out = answer_batch(probs, plan)
         for idx, item in enumerate(out):
             context.set_response_content_type(idx, "application/json")
             # how many requests TorchServe batched together: lets clients see dynamic batching work
