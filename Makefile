@@ -28,12 +28,14 @@ $(STAMP): setup.py settings.ini
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "mnist-course (.venv)" >/dev/null
 	touch $(STAMP)
 
-# Every notebook in order with the full parameters; executed copies and HTML in build/course/.
+# Every notebook in order with the full parameters; executed copies and the course as a static site
+# (build/course/index.html) in build/course/.
 course: setup
 	$(BIN)/python -m tests.run_course
 
 # 1. notebooks clean and package in sync  2. fast nbdev_test (no docker)  3. every notebook
-# under papermill with CI parameters, then nothing the suite started may be left running.
+# under papermill with CI parameters, JupyterLab and the course site in headless Chromium, then
+# nothing the suite started may be left running.
 test: setup check-clean
 	$(BIN)/nbdev_test --n_workers 1
 	$(BIN)/python -m pytest tests
