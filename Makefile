@@ -47,8 +47,9 @@ check-clean:
 	  git status --short -- nbs mnist_course; git --no-pager diff --stat -- nbs mnist_course; \
 	  echo "notebooks are not clean or the package is out of sync: run nbdev_clean && nbdev_export and commit"; exit 1; fi
 
+# JupyterLab on 127.0.0.1 with nbs/ and the project's lab settings (tests/lab.py; the browser test starts the same).
 lab: setup
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --notebook-dir nbs
+	$(BIN)/python -m tests.lab
 
 doctor: venv
 	$(BIN)/mnist-course doctor
