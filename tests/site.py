@@ -86,7 +86,11 @@ def pages(executed_dir: Path, names=None) -> list[Page]:
         m = _NUMBERED.match(path.name)
         if (path.stem != "index" and not m) or (names is not None and path.name not in names):
             continue  # not part of the course (a scratch or stray notebook), or not asked for
-        title, summary = title_and_summary(nbformat.read(path, as_version=4))
+        try:
+            nb = nbformat.read(path, as_version=4)
+        except Exception as e:  # papermill writes as it runs: a notebook still running is half written
+            raise SiteError(f"{path} is not a readable notebook ({type(e).__name__}); is it still running?") from None
+        title, summary = title_and_summary(nb)
         number = int(m.group(1)) if m else None
         found.append(Page(path, OVERVIEW if number is None else path.stem + ".html", title or path.stem, summary, number))
     return sorted(found, key=lambda p: (p.number is not None, p.number or 0, p.notebook.name))
