@@ -2,6 +2,7 @@
 Selenium, kept off the network, and gone (with its driver) when the `with` block ends."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -51,11 +52,9 @@ def find_chromium(browsers=BROWSERS, drivers=DRIVERS) -> tuple[str, str]:
         raise BrowserUnavailable(f"Chromium is missing (looked for {', '.join(browsers)}): {FIX}")
     if driver is None:
         raise BrowserUnavailable(f"chromedriver is missing (looked for {', '.join(drivers)}): {FIX}")
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("selenium") is None:
         raise BrowserUnavailable("the selenium package is missing: `make setup` installs the [dev] extras "
-                             "(or pip install selenium)") from None
+                                 "(or pip install selenium)")
     return browser, driver
 
 
@@ -83,8 +82,8 @@ def chromium(width: int = 1280, height: int = 800):
         log = profile.with_suffix(".chromedriver.log")
         tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
         raise BrowserUnavailable(f"Chromium did not start through {driver_path} ({type(e).__name__}: "
-                             f"{str(e).strip()[:500]}).\nchromedriver's log ends:\n{tail}\n"
-                             f"The browser and driver must be the same version: {FIX}") from None
+                                 f"{str(e).strip()[:500]}).\nchromedriver's log ends:\n{tail}\n"
+                                 f"The browser and driver must be the same version: {FIX}") from None
     try:
         yield driver
     finally:
@@ -104,8 +103,7 @@ def _cleanup(profile: Path, service) -> None:
         except Exception:
             proc.kill()
     for _ in range(20):  # the browser's helper processes go a moment after it
-        left = pids_mentioning(str(profile))
-        if not left:
+        if not pids_mentioning(str(profile)):
             break
         time.sleep(0.1)
     for pid in pids_mentioning(str(profile)):

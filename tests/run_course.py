@@ -25,10 +25,10 @@ def main() -> int:
     for nb in notebooks():
         print(f"== {nb.name}", flush=True)
         try:
-            out, seconds = execute(nb, OUT, parameters={}, timeout=7200, progress=sys.stderr.isatty())
+            _, seconds = execute(nb, OUT, parameters={}, timeout=7200, progress=sys.stderr.isatty())
             status = "ok"
         except Exception as e:  # keep going, to report every notebook
-            out, seconds, status = OUT / nb.name, None, f"FAILED: {failure(e)}"
+            seconds, status = None, f"FAILED: {failure(e)}"
         rows.append({"notebook": nb.name, "seconds": None if seconds is None else round(seconds, 1), "status": status})
     total, ok = time.time() - t_all, all(r["status"] == "ok" for r in rows)
     (OUT / "summary.json").write_text(json.dumps({"ok": ok, "seconds": round(total, 1), "notebooks": rows}, indent=1) + "\n")

@@ -115,7 +115,7 @@ def ran(prompt: str) -> bool:
 
 def test_index_renders_the_lesson_table(browser, lab):
     "index.ipynb opens, its markdown renders, and its table's links lead to the course's notebooks."
-    panel = open_notebook(browser, lab, "index.ipynb")
+    open_notebook(browser, lab, "index.ipynb")
     links = browser.execute_script("return [...document.querySelectorAll("
                                    "'.jp-NotebookPanel:not(.lm-mod-hidden) .jp-RenderedMarkdown table a')].map(a => a.href)")
     rendered = browser.execute_script("return document.querySelectorAll("
