@@ -28,12 +28,14 @@ $(STAMP): setup.py settings.ini
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "mnist-course (.venv)" >/dev/null
 	touch $(STAMP)
 
-# Every notebook in order with the full parameters; executed copies and HTML in build/course/.
+# Every notebook in order with the full parameters; executed copies and the course as a static site
+# (build/course/index.html) in build/course/.
 course: setup
 	$(BIN)/python -m tests.run_course
 
 # 1. notebooks clean and package in sync  2. fast nbdev_test (no docker)  3. every notebook
-# under papermill with CI parameters, then nothing the suite started may be left running.
+# under papermill with CI parameters, JupyterLab and the course site in headless Chromium, then
+# nothing the suite started may be left running.
 test: setup check-clean
 	$(BIN)/nbdev_test --n_workers 1
 	$(BIN)/python -m pytest tests
@@ -45,8 +47,9 @@ check-clean:
 	  git status --short -- nbs mnist_course; git --no-pager diff --stat -- nbs mnist_course; \
 	  echo "notebooks are not clean or the package is out of sync: run nbdev_clean && nbdev_export and commit"; exit 1; fi
 
+# JupyterLab on 127.0.0.1 with nbs/ and the project's lab settings (tests/lab.py; the browser test starts the same).
 lab: setup
-	$(BIN)/jupyter lab --ip 127.0.0.1 --no-browser --allow-root --notebook-dir nbs
+	$(BIN)/python -m tests.lab
 
 doctor: venv
 	$(BIN)/mnist-course doctor

@@ -55,7 +55,8 @@ def ensure_engine() -> dict:
 
 # %% ../nbs/91_engine.ipynb #325e40cd
 # what to look for on the host -> the Debian package that provides it
-APT_PACKAGES = {"debootstrap": "debootstrap", "/bin/busybox": "busybox-static", "docker-registry": "docker-registry"}
+APT_PACKAGES = {"debootstrap": "debootstrap", "/bin/busybox": "busybox-static", "docker-registry": "docker-registry",
+                "chromium": "chromium", "chromedriver": "chromium-driver"}
 
 def _present(probe: str) -> bool:
     if probe.startswith("/"):

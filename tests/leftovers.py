@@ -1,9 +1,10 @@
-"""What a test run could leave behind: containers, and listening TCP ports of processes it started.
+"""What a test run could leave behind: containers, listening TCP ports of processes it started, and the
+browsers, chromedrivers, JupyterLab servers and kernels it started.
 
-The suite marks its environment (`MARKER`); every process it starts on the host (kernels, and
-whatever they start, daemonised or not) inherits the mark, so a listening port is the suite's if
-its owner carries it. Container processes do not inherit it; leftover containers are counted
-directly. Ports of other programs on the machine are not the suite's business.
+The suite marks its environment (`MARKER`); every process it starts on the host (kernels, JupyterLab,
+chromedriver and the browser, and whatever they start, daemonised or not) inherits the mark, so a
+listening port or a process is the suite's if its owner carries it. Container processes do not inherit
+it; leftover containers are counted directly. Other programs on the machine are not the suite's business.
 """
 from __future__ import annotations
 
@@ -51,6 +52,52 @@ def listening_ports(session: str) -> set[int]:
             if link.startswith("socket:[") and int(link[8:-1]) in inodes and _marked(pid, session):
                 ports.add(inodes[int(link[8:-1])])
     return ports
+
+
+def _cmdline(pid: str) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
+    except OSError:
+        return []
+
+
+def pids_mentioning(text: str) -> list[int]:
+    "Processes whose command line contains `text` (a private directory: only what we started names it)."
+    return [int(pid) for pid in filter(str.isdigit, os.listdir("/proc")) if text in "\0".join(_cmdline(pid))]
+
+
+def process_kind(argv: list[str]) -> str | None:
+    "What a command line is, of the programs the browser tests start: browser, chromedriver, JupyterLab, kernel."
+    if not argv:
+        return None
+    prog = os.path.basename(argv[0])
+    if prog == "chromedriver":
+        return "chromedriver"
+    if prog in ("chromium", "chromium-browser", "chrome", "google-chrome", "headless_shell", "chrome_crashpad_handler"):
+        return "browser"
+    if prog in ("jupyter-lab", "jupyter-server") or argv[1:3] in (["-m", "jupyterlab"], ["-m", "jupyter_server"]):
+        return "JupyterLab"
+    if "ipykernel_launcher" in argv or argv[1:3] == ["-m", "ipykernel"]:
+        return "kernel"
+    return None
+
+
+def suite_processes(session: str) -> dict[int, str]:
+    "Browsers, chromedrivers, JupyterLab servers and kernels still running with the suite's mark: pid -> what."
+    found = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        kind = process_kind(_cmdline(pid))
+        if kind and int(pid) != os.getpid() and _marked(pid, session) and not _zombie(pid):
+            found[int(pid)] = f"{kind} ({' '.join(_cmdline(pid))[:120]})"
+    return found
+
+
+def _zombie(pid: str) -> bool:
+    "Exited but not yet reaped: nothing runs any more."
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True
 
 
 def containers() -> dict[str, str]:

@@ -1,13 +1,14 @@
-"""`make course`: every notebook in order with its full parameters, then HTML of each and a summary
-(printed, and kept as `build/course/summary.json`)."""
+"""`make course`: every notebook in order with its full parameters, a summary (printed, and kept as
+`build/course/summary.json`), then the course as a static site beside the executed notebooks
+(`build/course/index.html`, see tests/site.py)."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 
 from tests.notebooks import ROOT, execute, notebooks
+from tests.site import CONTENTS, SiteError, build_site
 
 OUT = ROOT / "build" / "course"
 
@@ -24,13 +25,10 @@ def main() -> int:
     for nb in notebooks():
         print(f"== {nb.name}", flush=True)
         try:
-            out, seconds = execute(nb, OUT, parameters={}, timeout=7200, progress=sys.stderr.isatty())
+            _, seconds = execute(nb, OUT, parameters={}, timeout=7200, progress=sys.stderr.isatty())
             status = "ok"
         except Exception as e:  # keep going, to report every notebook
-            out, seconds, status = OUT / nb.name, None, f"FAILED: {failure(e)}"
-        if out.exists():
-            subprocess.run([sys.executable, "-m", "nbconvert", "--to", "html", "--log-level", "ERROR",
-                            "--output-dir", str(OUT), str(out)], check=False)
+            seconds, status = None, f"FAILED: {failure(e)}"
         rows.append({"notebook": nb.name, "seconds": None if seconds is None else round(seconds, 1), "status": status})
     total, ok = time.time() - t_all, all(r["status"] == "ok" for r in rows)
     (OUT / "summary.json").write_text(json.dumps({"ok": ok, "seconds": round(total, 1), "notebooks": rows}, indent=1) + "\n")
@@ -38,6 +36,12 @@ def main() -> int:
     for r in rows:
         took = "-" if r["seconds"] is None else f"{r['seconds']:.1f}"
         print(f"  {r['notebook']:40} {took:>8} s  {r['status']}")
+    try:  # a failed notebook still has a page: what ran, up to papermill's note on the failing cell
+        site = build_site(OUT, OUT, names={r["notebook"] for r in rows})  # not notebooks of an older checkout
+        print(f"\nthe course as a site: {len(site)} pages, open {OUT / CONTENTS}")
+    except SiteError as e:
+        print(f"\nno site: {e}")
+        ok = False
     return 0 if ok else 1
 
 

@@ -1,4 +1,5 @@
-"""Runs last (file order): the suite must not leave containers or listening ports behind."""
+"""Runs last (file order, and tests/conftest.py): the suite must not leave containers, listening ports,
+browsers, chromedrivers, JupyterLab servers or kernels behind."""
 import os
 import socket
 import subprocess
@@ -6,23 +7,25 @@ import sys
 import time
 
 from tests.conftest import BEFORE
-from tests.leftovers import MARKER, containers, listening_ports
+from tests.leftovers import MARKER, containers, listening_ports, suite_processes
 
 
 def leftovers():
     new_containers = {i: n for i, n in containers().items() if i not in BEFORE["containers"]}
-    return new_containers, listening_ports(os.environ[MARKER])
+    session = os.environ[MARKER]
+    return new_containers, listening_ports(session), suite_processes(session)
 
 
 def test_nothing_left_running():
     # a server stopped by the last notebook may take a moment to release its port
     for _ in range(20):
-        new_containers, ports = leftovers()
-        if not new_containers and not ports:
+        new_containers, ports, processes = leftovers()
+        if not new_containers and not ports and not processes:
             break
         time.sleep(0.5)
     assert not new_containers, f"containers left by the suite: {sorted(new_containers.values())}"
     assert not ports, f"listening ports left by the suite: {sorted(ports)}"
+    assert not processes, f"processes left by the suite: {sorted(processes.values())}"
 
 
 def test_leftover_check_sees_a_listening_child():
@@ -41,3 +44,20 @@ def test_leftover_check_sees_a_listening_child():
         other.listen()
         assert other.getsockname()[1] not in listening_ports(os.environ[MARKER])
     assert port not in listening_ports(os.environ[MARKER])
+
+
+def test_leftover_check_sees_a_browser_driver():
+    "The check is not blind to processes either: a chromedriver the suite started is found, and gone once it ends."
+    child = subprocess.Popen(["bash", "-c", "exec -a chromedriver sleep 30"], start_new_session=True)
+    try:
+        found = {}
+        for _ in range(20):  # until bash has become `chromedriver 30`
+            found = suite_processes(os.environ[MARKER])
+            if child.pid in found:
+                break
+            time.sleep(0.05)
+        assert found.get(child.pid, "").startswith("chromedriver"), found
+    finally:
+        child.kill()
+        child.wait()
+    assert child.pid not in suite_processes(os.environ[MARKER])
