@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 # recipe, and so for the notebooks run by them: lessons type these commands as a terminal would.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: setup venv course test lab doctor clean-nbs check-clean
+.PHONY: setup venv course course-quick test lab doctor clean-nbs check-clean
 
 setup: venv
 	$(BIN)/mnist-course setup
@@ -32,6 +32,10 @@ $(STAMP): setup.py settings.ini
 # (build/course/index.html) in build/course/.
 course: setup
 	$(BIN)/python -m tests.run_course
+
+# The same in quick mode (quick=True, as the tests run it): short training and benchmark runs.
+course-quick: setup
+	$(BIN)/python -m tests.run_course --quick
 
 # 1. notebooks clean and package in sync  2. fast nbdev_test (no docker)  3. every notebook
 # under papermill with CI parameters, JupyterLab and the course site in headless Chromium, then

@@ -3,6 +3,7 @@
 (`build/course/index.html`, see tests/site.py)."""
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -20,18 +21,24 @@ def failure(e: Exception) -> str:
     return (f"{type(e).__name__}: {e}".strip().splitlines() or [type(e).__name__])[0][:200]
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m tests.run_course", description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="every notebook with quick=True, as the test suite runs them: short training and benchmark runs")
+    args = ap.parse_args(argv)
+    parameters = {"quick": True} if args.quick else {}
     rows, t_all = [], time.time()
     for nb in notebooks():
         print(f"== {nb.name}", flush=True)
         try:
-            _, seconds = execute(nb, OUT, parameters={}, timeout=7200, progress=sys.stderr.isatty())
+            _, seconds = execute(nb, OUT, parameters=parameters, timeout=7200, progress=sys.stderr.isatty())
             status = "ok"
         except Exception as e:  # keep going, to report every notebook
             seconds, status = None, f"FAILED: {failure(e)}"
         rows.append({"notebook": nb.name, "seconds": None if seconds is None else round(seconds, 1), "status": status})
     total, ok = time.time() - t_all, all(r["status"] == "ok" for r in rows)
-    (OUT / "summary.json").write_text(json.dumps({"ok": ok, "seconds": round(total, 1), "notebooks": rows}, indent=1) + "\n")
+    (OUT / "summary.json").write_text(json.dumps({"ok": ok, "quick": args.quick, "seconds": round(total, 1),
+                                                  "notebooks": rows}, indent=1) + "\n")
     print(f"\nmnist-course: {len(rows)} notebooks in {total:.0f} s, outputs in {OUT}")
     for r in rows:
         took = "-" if r["seconds"] is None else f"{r['seconds']:.1f}"
