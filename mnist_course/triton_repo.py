@@ -93,6 +93,7 @@ dynamic_batching {{
 parameters {{ key: "torch_threads", value: {{ string_value: "{torch_threads}" }} }}
 '''
 
+# %% ../nbs/08_triton_model_repository.ipynb #5f078eca
 def libtorch_config(name: str = "mnist_libtorch",  # model name = folder name
                     max_batch_size: int = contract.MAX_BATCH,
                     queue_delay_us: int = 2000,  # dynamic batching: how long a request may wait for others
@@ -122,6 +123,7 @@ def parse_config(text: str):
     except text_format.ParseError as e:
         raise ConfigError(f"config.pbtxt does not parse: {e}") from None
 
+# %% ../nbs/08_triton_model_repository.ipynb #e5a6187e
 def config_problems(cfg,  # a parsed `ModelConfig`
                     ) -> list[str]:
     "What is wrong with `cfg` for a course model (empty list: nothing)."
@@ -151,6 +153,7 @@ def config_problems(cfg,  # a parsed `ModelConfig`
             problems.append(f"instance_group count {g.count} is negative")
     return problems
 
+# %% ../nbs/08_triton_model_repository.ipynb #88498cf3
 def check_config(source: str | Path,  # config.pbtxt text (a str), or its path (a Path)
                  ):
     "Parse and check a configuration; return the `ModelConfig` or raise `ConfigError` listing every problem."
@@ -202,6 +205,7 @@ def write_repository(state_dict: str | Path,  # the trained model (a `Net` state
     tmp.rename(root)
     return root
 
+# %% ../nbs/08_triton_model_repository.ipynb #f97c3fbf
 def repository_tree(root: str | Path) -> str:
     "The repository as an ASCII tree, with file sizes."
     root = Path(root)
