@@ -46,6 +46,7 @@ def as_pixels(images) -> "np.ndarray":
         raise ValueError(f"images must be 28x28, got shape {tuple(x.shape)}")
     return np.ascontiguousarray(x, dtype=np.float32)
 
+# %% ../nbs/09_triton_deploy.ipynb #d1f9fed5
 class TritonClient:
     "The MNIST model on a Triton server over HTTP or gRPC; one per thread."
     def __init__(self, url: str,  # "127.0.0.1:8000" (HTTP) or "127.0.0.1:8001" (gRPC); a scheme is ignored
@@ -93,7 +94,46 @@ class TritonClient:
         self.client.close()
 
 # %% ../nbs/09_triton_deploy.ipynb #4c88e7b6
-class Triton(Server):
+class _TritonAccess:
+    "How to reach a Triton server's model: plain clients, the course's client, readiness, predictions."
+    def http(self):
+        "A plain `tritonclient.http.InferenceServerClient` (one per thread)."
+        import tritonclient.http as httpclient
+        return httpclient.InferenceServerClient(_strip_scheme(self.urls["http"]))
+
+    def grpc(self):
+        "A plain `tritonclient.grpc.InferenceServerClient`."
+        import tritonclient.grpc as grpcclient
+        return grpcclient.InferenceServerClient(self.urls["grpc"])
+
+    def client(self, protocol: str = "http", version: str = "", model: str | None = None) -> TritonClient:
+        "A `TritonClient` for the served model over `protocol` (one per thread)."
+        if protocol not in ("http", "grpc"):
+            from mnist_course.core import UsageError
+            raise UsageError(f"protocol must be 'http' or 'grpc', not {protocol!r}")
+        return TritonClient(self.urls[protocol], protocol, model or self.model, version)
+
+    def ready(self) -> bool:
+        "Whether the server and its model are ready."
+        c = self.http()
+        try:
+            return c.is_server_ready() and c.is_model_ready(self.model)
+        finally:
+            c.close()
+
+    def predict(self, pixels,
+                protocol: str = "http",  # http or grpc
+                version: str = "",  # model version (default: the newest)
+               ) -> "np.ndarray":
+        "Probabilities [N, 10] for grey-level images [N, 28, 28]."
+        c = self.client(protocol, version)
+        try:
+            return c.infer(pixels)
+        finally:
+            c.close()
+
+# %% ../nbs/09_triton_deploy.ipynb #55ec4f69
+class Triton(_TritonAccess, Server):
     "Triton in a container serving the MNIST model: its URLs and clients."
     kind, image_name, default_port_base = "triton", "triton", 8000
     port_names = ("http", "grpc", "metrics")
@@ -129,45 +169,9 @@ class Triton(Server):
     def repository(self) -> Path:
         return Path(self.root) / "repository"
 
-    def http(self):
-        "A plain `tritonclient.http.InferenceServerClient` (one per thread)."
-        import tritonclient.http as httpclient
-        return httpclient.InferenceServerClient(_strip_scheme(self.urls["http"]))
-
-    def grpc(self):
-        "A plain `tritonclient.grpc.InferenceServerClient`."
-        import tritonclient.grpc as grpcclient
-        return grpcclient.InferenceServerClient(self.urls["grpc"])
-
-    def client(self, protocol: str = "http", version: str = "", model: str | None = None) -> TritonClient:
-        "A `TritonClient` for the served model over `protocol` (one per thread)."
-        if protocol not in ("http", "grpc"):
-            from mnist_course.core import UsageError
-            raise UsageError(f"protocol must be 'http' or 'grpc', not {protocol!r}")
-        return TritonClient(self.urls[protocol], protocol, model or self.model, version)
-
     def info(self) -> dict:
         "What `mnist-course serve triton` prints."
         return {**super().info(), "repository": str(self.repository)}
-
-    def ready(self) -> bool:
-        "Whether the server and its model are ready."
-        c = self.http()
-        try:
-            return c.is_server_ready() and c.is_model_ready(self.model)
-        finally:
-            c.close()
-
-    def predict(self, pixels,
-                protocol: str = "http",  # http or grpc
-                version: str = "",  # model version (default: the newest)
-               ) -> "np.ndarray":
-        "Probabilities [N, 10] for grey-level images [N, 28, 28]."
-        c = self.client(protocol, version)
-        try:
-            return c.infer(pixels)
-        finally:
-            c.close()
 
 # %% ../nbs/09_triton_deploy.ipynb #8dd14fea
 def config_override(config_text: str,  # the text of a config.pbtxt
