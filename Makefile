@@ -31,7 +31,7 @@ $(STAMP): setup.py settings.ini
 # Every notebook in order with the full parameters; executed copies and the course as a static site
 # (build/course/index.html) in build/course/.
 course: setup
-	$(BIN)/python -m tests.run_course
+	$(BIN)/python -m tests.run_course $(if $(QUICK),--quick)
 
 # The same in quick mode (quick=True, as the tests run it): short training and benchmark runs.
 course-quick: setup

@@ -9,7 +9,6 @@ import shutil
 import sys
 import time
 import urllib.request
-import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -124,9 +123,7 @@ def test_index_renders_the_lesson_table(browser, lab):
     assert rendered, f"index.ipynb's markdown did not render (see {shot})"
     source = "\n".join(c.source for c in nbformat.read(NBS / "index.ipynb", as_version=4).cells if c.cell_type == "markdown")
     in_tables = re.findall(r"^\|.*\]\(([^)#]+\.ipynb)", source, re.M)
-    if not in_tables:  # the index lists its lessons in a table of links; until it does, say so loudly
-        warnings.warn("index.ipynb has no markdown table linking the lessons: only its rendering was checked")
-        return
+    assert in_tables, "index.ipynb has no markdown table linking the lessons"
     targets = [unquote(urlsplit(u).path).rsplit("/files/", 1)[-1] for u in links if ".ipynb" in u]
     assert targets, f"the lesson table rendered without links (see {shot})"
     missing = [t for t in targets if not (NBS / t).exists()]
