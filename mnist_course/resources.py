@@ -118,6 +118,7 @@ def cgroup_limits(source: str | Path | Callable = "/sys/fs/cgroup",  # a cgroup 
             "memory_bytes": None if memory is None or int(memory) >= _NO_LIMIT_V1 else int(memory),
             "oom_kills": _field(read("memory/memory.oom_control"), "oom_kill")}
 
+# %% ../nbs/02_container_resources.ipynb #dc592ff2
 def container_files(c) -> Callable[[str], str | None]:
     "A reader of the cgroup files inside the running container `c` (`docker exec c cat /sys/fs/cgroup/...`)."
     def read(rel: str) -> str | None:
@@ -125,6 +126,7 @@ def container_files(c) -> Callable[[str], str | None]:
         return r.output.decode() if r.exit_code == 0 else None
     return read
 
+# %% ../nbs/02_container_resources.ipynb #7480ca9e
 def cpu_quota(cgroup_root: str | Path = "/sys/fs/cgroup") -> float | None:
     "The CPU time quota of this container in cores (`--cpus`); None when unlimited."
     return cgroup_limits(cgroup_root)["cpus"]

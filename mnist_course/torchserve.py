@@ -22,7 +22,7 @@ from .servers import Server
 
 # %% auto #0
 __all__ = ['render_config', 'model_config', 'archive_model', 'TorchServeError', 'TorchServeClient', 'ManagementClient',
-           'TorchServe', 'run_load']
+           'torchserve_run', 'TorchServe', 'run_load']
 
 # %% ../nbs/07_torchserve_deploy.ipynb #2ce79553
 _PORT_KEYS = {"inference_address": "inference", "management_address": "management",
@@ -127,8 +127,8 @@ class TorchServeClient:
                 for im in images]
 
 # %% ../nbs/07_torchserve_deploy.ipynb #7050e672
-class ManagementClient:
-    "TorchServe's management API: list, describe, scale, register and unregister models."
+class _ManagementQueries:
+    "TorchServe's management API, the questions: which models, their settings, workers and contract."
     def __init__(self, base_url: str,  # e.g. http://127.0.0.1:8081
                  token: str | None = None,  # the management token from key_file.json
                  timeout: float = 120):  # registering and scaling wait for workers
@@ -157,19 +157,22 @@ class ManagementClient:
         "The process ids (inside the container) of the model's READY workers."
         return sorted(w["pid"] for w in self.describe(model)["workers"] if w["status"] == "READY")
 
-    def scale(self, model: str, workers: int, timeout: float = 120) -> list[int]:
-        "`PUT /models/MODEL?min_worker=N&max_worker=N`; wait until exactly N workers are READY and return their pids."
-        # Asynchronous, then polled: TorchServe 0.12's synchronous scaling sometimes answers 500
-        # ("Failed to start workers") after other calls have stopped workers, though it scales.
-        self._call("PUT", f"/models/{model}", min_worker=workers, max_worker=workers, synchronous="false")
-        return self.wait_workers(model, workers, timeout)
-
     def wait_workers(self, model: str, workers: int, timeout: float = 120) -> list[int]:
         "Wait until `model` has exactly `workers` workers, all READY; return their pids."
         def settled():
             ws = self.describe(model)["workers"]
             return len(ws) == workers and all(w["status"] == "READY" for w in ws) and sorted(w["pid"] for w in ws)
         return wait_for(settled, timeout=timeout, interval=0.2, what=f"{workers} workers of {model}") if workers else []
+
+# %% ../nbs/07_torchserve_deploy.ipynb #61b38459
+class ManagementClient(_ManagementQueries):
+    "TorchServe's management API: list, describe, scale, register and unregister models."
+    def scale(self, model: str, workers: int, timeout: float = 120) -> list[int]:
+        "`PUT /models/MODEL?min_worker=N&max_worker=N`; wait until exactly N workers are READY and return their pids."
+        # Asynchronous, then polled: TorchServe 0.12's synchronous scaling sometimes answers 500
+        # ("Failed to start workers") after other calls have stopped workers, though it scales.
+        self._call("PUT", f"/models/{model}", min_worker=workers, max_worker=workers, synchronous="false")
+        return self.wait_workers(model, workers, timeout)
 
     def register(self, archive: str, model_name: str, workers: int = 1, batch_size: int = 1,
                  max_batch_delay_ms: int = 100) -> dict:
@@ -221,9 +224,41 @@ class _TorchServeAccess:
         return TorchServeClient(self.urls["inference"], self.tokens()["inference"], model, timeout,
                                 self.contract(model)["max_batch"])
 
+    def predict(self, pixels) -> "np.ndarray":
+        "Probabilities [N, 10] for grey-level images [N, 28, 28]."
+        import numpy as np
+        return np.asarray([a["probabilities"] for a in self.client().predict(pixels)], dtype=np.float32)
+
 # %% ../nbs/07_torchserve_deploy.ipynb #979504c5
 _IN_CONTAINER = "/srv/torchserve"
 
+def torchserve_run(root: Path,  # the server's folder on the host
+                   weights: Path,  # a state_dict (archived here) or a .mar archive
+                   model_name: str,  # the name clients ask for
+                   ports: dict[str, int],  # the five ports by name
+                   ) -> tuple[list, dict]:
+    "Fresh model-store/ and run/ folders with the archive and config.properties; the command and the `docker run` settings."
+    for sub in ("model-store", "run"):
+        shutil.rmtree(root / sub, ignore_errors=True)
+        (root / sub).mkdir(parents=True)
+    archive = root / "model-store" / f"{model_name}.mar"
+    if weights.suffix == ".mar":
+        shutil.copyfile(weights, archive)
+    else:
+        archive_model(weights, root / "model-store", model_name)
+    (root / "run" / "config.properties").write_text(render_config(ports))
+    if os.geteuid() == 0:  # the container's model-server user (uid 1000) writes tokens and logs here
+        for p in (root / "run", *(root / "run").rglob("*")):
+            os.chown(p, 1000, 1000)
+    cmd = ["torchserve", "--foreground", "--ncs", "--ts-config", f"{_IN_CONTAINER}/run/config.properties",
+           "--model-store", f"{_IN_CONTAINER}/model-store", "--models", f"{model_name}={archive.name}"]
+    mounts = {str(root / "run"): {"bind": f"{_IN_CONTAINER}/run", "mode": "rw"},
+              str(root / "model-store"): {"bind": f"{_IN_CONTAINER}/model-store", "mode": "ro"}}
+    # as the image's user when the host is root (the folder was chowned for it), else as the host user
+    user = None if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+    return cmd, {"volumes": mounts, "user": user, "environment": {"HOME": f"{_IN_CONTAINER}/run"}}
+
+# %% ../nbs/07_torchserve_deploy.ipynb #d1009763
 class TorchServe(_TorchServeAccess, Server):
     "TorchServe in a container serving the MNIST model: its URLs, tokens and clients."
     kind, image_name, default_port_base = "torchserve", "torchserve", 8080
@@ -232,26 +267,9 @@ class TorchServe(_TorchServeAccess, Server):
     def launch(self, weights: Path,
                model_name: str = "mnist",  # the name clients ask for (/predictions/NAME)
               ) -> tuple[list, dict]:
-        "Fresh model-store/ and run/ folders with the archive and config.properties; the command and mounts."
-        root, self.model = Path(self.root), model_name
-        for sub in ("model-store", "run"):
-            shutil.rmtree(root / sub, ignore_errors=True)
-            (root / sub).mkdir(parents=True)
-        if weights.suffix == ".mar":
-            shutil.copyfile(weights, self.archive)
-        else:
-            archive_model(weights, root / "model-store", model_name)
-        (root / "run" / "config.properties").write_text(render_config(self.ports))
-        if os.geteuid() == 0:  # the container's model-server user (uid 1000) writes tokens and logs here
-            for p in (root / "run", *(root / "run").rglob("*")):
-                os.chown(p, 1000, 1000)
-        cmd = ["torchserve", "--foreground", "--ncs", "--ts-config", f"{_IN_CONTAINER}/run/config.properties",
-               "--model-store", f"{_IN_CONTAINER}/model-store", "--models", f"{model_name}={self.archive.name}"]
-        mounts = {str(root / "run"): {"bind": f"{_IN_CONTAINER}/run", "mode": "rw"},
-                  str(root / "model-store"): {"bind": f"{_IN_CONTAINER}/model-store", "mode": "ro"}}
-        # as the image's user when the host is root (the folder was chowned for it), else as the host user
-        user = None if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
-        return cmd, {"volumes": mounts, "user": user, "environment": {"HOME": f"{_IN_CONTAINER}/run"}}
+        "The server's folders, command and mounts (see `torchserve_run`)."
+        self.model = model_name
+        return torchserve_run(Path(self.root), weights, model_name, self.ports)
 
     @property
     def urls(self) -> dict[str, str]:
@@ -284,11 +302,6 @@ class TorchServe(_TorchServeAccess, Server):
             if e.status in (404, 503):  # the model is not registered yet
                 raise NotReady(str(e)) from None
             raise
-
-    def predict(self, pixels) -> "np.ndarray":
-        "Probabilities [N, 10] for grey-level images [N, 28, 28]."
-        import numpy as np
-        return np.asarray([a["probabilities"] for a in self.client().predict(pixels)], dtype=np.float32)
 
 # %% ../nbs/07_torchserve_deploy.ipynb #00ad43db
 def run_load(ts: TorchServe,  # a running server

@@ -50,6 +50,7 @@ def start_training(image: str = TRAIN_CPU,  # the training image's row: train-cp
         run["mem_limit"] = memory
     return container(image_tag(image), args, owner=owner, name=name or unique_name(owner), network="none", **run)
 
+# %% ../nbs/05_training_in_docker.ipynb #ff606b46
 def train_in_docker(image: str = TRAIN_CPU,  # train-cpu or train-gpu
                     cpus: float | None = None,  # like `docker run --cpus`
                     memory: str | None = None,  # like `docker run --memory`

@@ -64,11 +64,12 @@ class TritonClient:
         else:
             raise ValueError(f"protocol must be 'http' or 'grpc', not {protocol!r}")
         self.mod, self.protocol, self.model, self.version, self.timeout = mod, protocol, model, version, timeout
-        if max_batch is None:
-            kw = {"as_json": True} if protocol == "grpc" else {}
-            config = self.client.get_model_config(model, version, **kw)
-            max_batch = int(config.get("config", config)["max_batch_size"])  # gRPC wraps it in "config"
-        self.max_batch = max_batch
+        self.max_batch = max_batch or self.server_max_batch()
+
+    def server_max_batch(self) -> int:
+        "The model's `max_batch_size`, as the server's configuration says."
+        config = self.client.get_model_config(self.model, self.version, **({"as_json": True} if self.protocol == "grpc" else {}))
+        return int(config.get("config", config)["max_batch_size"])  # gRPC wraps it in "config"
 
     def infer(self, images) -> "np.ndarray":
         "Probabilities [N, 10] of `images` (see `as_pixels`), in requests of at most `max_batch` images."
