@@ -1,4 +1,5 @@
-"""What a test run could leave behind: containers, and listening TCP ports of processes it started.
+"""What a test run could leave behind: containers (Docker's and podman's, with podman's pods, images,
+secrets and volumes), and listening TCP ports of processes it started.
 
 The suite marks its environment (`MARKER`); every process it starts on the host (kernels, and
 whatever they start, daemonised or not) inherits the mark, so a listening port is the suite's if
@@ -64,5 +65,16 @@ def containers() -> dict[str, str]:
         client.close()
 
 
+def podman_things() -> dict[str, list[str]]:
+    "What podman holds (pods, containers, images, secrets, volumes), or nothing where podman is not installed."
+    import shutil
+
+    if shutil.which("podman") is None:
+        return {}
+    from mnist_course.podman import inventory
+
+    return inventory()
+
+
 def snapshot() -> dict:
-    return {"containers": containers()}
+    return {"containers": containers(), "podman": podman_things()}

@@ -5,13 +5,20 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import BEFORE
-from tests.leftovers import MARKER, containers, listening_ports
+from tests.leftovers import MARKER, containers, listening_ports, podman_things
 
 
 def leftovers():
     new_containers = {i: n for i, n in containers().items() if i not in BEFORE["containers"]}
     return new_containers, listening_ports(os.environ[MARKER])
+
+
+def new_in_podman(before: dict, after: dict) -> dict[str, list[str]]:
+    "What podman holds now that it did not hold before, by kind (only the kinds that have some)."
+    return {k: sorted(set(v) - set(before.get(k, []))) for k, v in after.items() if set(v) - set(before.get(k, []))}
 
 
 def test_nothing_left_running():
@@ -23,6 +30,19 @@ def test_nothing_left_running():
         time.sleep(0.5)
     assert not new_containers, f"containers left by the suite: {sorted(new_containers.values())}"
     assert not ports, f"listening ports left by the suite: {sorted(ports)}"
+
+
+def test_nothing_left_in_podman():
+    "No pod, container, image, secret or volume the suite made is left in podman (what setup put there stays)."
+    left = new_in_podman(BEFORE["podman"], podman_things())
+    assert not left, f"left in podman by the suite: {left}"
+
+
+def test_podman_check_sees_a_new_thing():
+    "The podman check is not blind: something that was not there before is reported, by kind."
+    test_eq = lambda a, b: None if a == b else pytest.fail(f"{a} != {b}")
+    test_eq(new_in_podman({"pods": ["a"], "images": []}, {"pods": ["a", "b"], "images": ["x@1"]}), {"pods": ["b"], "images": ["x@1"]})
+    test_eq(new_in_podman({"pods": ["a"]}, {"pods": ["a"]}), {})
 
 
 def test_leftover_check_sees_a_listening_child():
