@@ -170,13 +170,8 @@ def _run_epochs(rank, world, out, parts, o: dict) -> dict:
         epochs, max_batches = 1, 1
     n_batches = min(-(-len(sampler) // per_rank), max_batches or len(sampler))
     log = (lambda *a: None) if o["quiet"] or rank else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    state, ckpt_path = {"epoch": 1, "batch": 0, "metrics": []}, out / CHECKPOINT
-    ck = broadcast_checkpoint(ckpt_path, rank) if o["resume"] else None
-    if ck is not None:
-        model.load_state_dict(ck["model"]); opt.load_state_dict(ck["optimizer"]); sched.load_state_dict(ck["scheduler"])
-        torch.set_rng_state(ck["torch_rng"])
-        state = {k: ck[k] for k in state}
-        log(f"resuming from {ckpt_path}: epoch {state['epoch']}, step {state['batch']}/{n_batches}")
+    ckpt_path = out / CHECKPOINT
+    state = _resume(ckpt_path, rank, parts, log) if o["resume"] else {"epoch": 1, "batch": 0, "metrics": []}
 
     def checkpoint():
         if rank == 0:
@@ -210,7 +205,20 @@ def _run_epochs(rank, world, out, parts, o: dict) -> dict:
     dist.barrier()  # nobody leaves while rank 0 still writes
     return result
 
-# %% ../nbs/11_distributed_training.ipynb #73e39695
+# %% ../nbs/11_distributed_training.ipynb #c91140ce
+def _resume(path: Path, rank: int, parts: dict, log) -> dict:
+    "Rank 0's checkpoint in every rank's model, optimiser, scheduler and random state; the training state it recorded."
+    ck = broadcast_checkpoint(path, rank)
+    if ck is None:
+        log(f"no checkpoint at {path}: starting from scratch")
+        return {"epoch": 1, "batch": 0, "metrics": []}
+    parts["model"].load_state_dict(ck["model"])
+    parts["opt"].load_state_dict(ck["optimizer"])
+    parts["sched"].load_state_dict(ck["scheduler"])
+    torch.set_rng_state(ck["torch_rng"])  # the same on every rank: dropout's masks go on where they stopped
+    log(f"resuming from {path}: epoch {ck['epoch']}, step {ck['batch']}")
+    return {k: ck[k] for k in ("epoch", "batch", "metrics")}
+
 def _epoch_metrics(state, epoch, model, test, totals, seconds, steps, world, o, log, opt, out):
     "Rank 0: evaluate, log, and record the epoch (images/s counts every rank's images)."
     r = evaluate(model, *test, o["test_batch_size"])

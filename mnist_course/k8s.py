@@ -180,8 +180,9 @@ def _podman_triton(docs, pod, n):
     _probe_port(c, n)
     # podman 4.3 backs an emptyDir with a disk volume owned like the image's folder (root's /dev/shm):
     # the container's own /dev/shm (a 64 MB tmpfs anyone may write) serves the python backend instead
-    pod["volumes"] = [v for v in pod["volumes"] if v["name"] != "shm"]
-    c["volumeMounts"] = [m for m in c["volumeMounts"] if m["name"] != "shm"]
+    shm = {m["name"] for m in c["volumeMounts"] if m["mountPath"] == "/dev/shm"}
+    pod["volumes"] = [v for v in pod["volumes"] if v["name"] not in shm]
+    c["volumeMounts"] = [m for m in c["volumeMounts"] if m["name"] not in shm]
 
 def write_manifest(docs: list[dict], path: str | Path) -> Path:
     "Write `docs` as one YAML file."
@@ -223,6 +224,8 @@ def play(server: str,  # "torchserve" or "triton"
         raise UsageError(f"server {server!r}: choose {' or '.join(SERVERS)}")
     name = name or f"mnist-{server}"
     weights = Path(model) if model else ensure_trained_model()
+    if (build_dir(server, name) / "podman.yaml").exists():  # our own leftover (an interrupted run): its ports are ours
+        down(server, name)
     s, token = _prepare(server, name, port_base or _default_port(server), weights)
     check_ports(list(s.ports.values()) + ([s.port_base + 5, s.port_base + 6] if server == "torchserve" else []))
     load_image(s.image)
@@ -230,8 +233,15 @@ def play(server: str,  # "torchserve" or "triton"
         create_secret(f"{name}-token", {"token": token})
     path = write_manifest(podman_manifest(server, name, s.port_base, s.root), Path(s.root) / "podman.yaml")
     kube_play(path)
+    names = [f"{s.container}-{c}" for c in _containers(path)]
+
+    def ready():  # a container that keeps dying (podman restarts it) fails the start now, not at the timeout
+        restarts = [int(n) for n in podman("inspect", "--format", "{{.RestartCount}}", *names).stdout.split()]
+        if max(restarts) >= 3:
+            raise CourseError(f"a container of pod {s.container} was restarted {max(restarts)} times")
+        return s.ready()
     try:
-        wait_for(s.ready, timeout=timeout, interval=0.5, what=f"{server} in pod {s.container}")
+        wait_for(ready, timeout=timeout, interval=1, what=f"{server} in pod {s.container}")
     except Exception as e:
         logs = "".join(podman("logs", "--tail", "15", f"{s.container}-{c}", check=False).stderr for c in _containers(path))
         down(server, name)
@@ -317,8 +327,8 @@ def k8s_play(servers: list[str] = SERVERS,  # torchserve, triton or both
 
 def k8s_load(servers: list[str] = SERVERS,  # torchserve, triton or both
             ):
-    "Copy the servers' images from Docker to podman unless it holds them already (`make setup` runs it)."
-    from mnist_course.podman import load_image, podman_binary
+    "Copy the servers' images from Docker to podman unless it holds them already, and make podman's pod image (`make setup` runs it)."
+    from mnist_course.podman import ensure_infra_image, load_image, podman_binary
     try:
         podman_binary()
     except CourseError as e:  # only lesson 12 needs podman: setting up everything else goes on
@@ -327,6 +337,7 @@ def k8s_load(servers: list[str] = SERVERS,  # torchserve, triton or both
         return
     for server in servers:
         yield load_image(image_tag(server))
+    yield {"infra_image": ensure_infra_image()}
 
 def k8s_down(servers: list[str] = SERVERS,  # torchserve, triton or both
              name_prefix: str = "mnist",  # as given to play

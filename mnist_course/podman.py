@@ -18,7 +18,8 @@ from .core import CourseError, SetupError, project_root
 
 # %% auto #0
 __all__ = ['podman_conf', 'PodmanError', 'podman_binary', 'podman', 'podman_json', 'podman_info', 'podman_image_id', 'load_image',
-           'remove_image', 'create_secret', 'remove_secret', 'kube_play', 'kube_down', 'pods', 'inventory']
+           'remove_image', 'create_secret', 'remove_secret', 'kube_play', 'kube_down', 'ensure_infra_image', 'pods',
+           'inventory']
 
 # %% ../nbs/99_podman.ipynb #30c2df9c
 def podman_conf() -> Path:
@@ -135,7 +136,18 @@ def kube_down(path: str | Path) -> dict:
     gone = [v for v in _volumes(Path(path)) if v in existing and podman("volume", "rm", "-f", v, check=False).returncode == 0]
     return {"pods": [l for l in r.stdout.split("Pods removed:")[-1].split() if len(l) == 64], "volumes": gone}
 
-# %% ../nbs/99_podman.ipynb #73fb2873
+# %% ../nbs/99_podman.ipynb #38b74c04
+def ensure_infra_image() -> str:
+    "Make podman build its pod infrastructure image now, if it has none (a pod on the host network, made and removed); its name."
+    def find():
+        return next((n for i in podman_json("images") for n in i.get("Names") or [] if "podman-pause" in n), None)
+    if not find():
+        probe = "mnist-course-infra-probe"
+        podman("pod", "create", "--network", "host", "--name", probe)
+        podman("pod", "rm", "-f", probe)
+    return find()
+
+# %% ../nbs/99_podman.ipynb #ccc582ac
 def pods() -> list[dict]:
     "Podman's pods: name, status, and each container's name and state."
     return [{"name": p["Name"], "status": p["Status"],
