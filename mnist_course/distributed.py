@@ -281,7 +281,8 @@ def start_nodes(nodes: int = 2,  # containers, one rank each
 def _error_line(log: str) -> str:
     "The line of a failed rank's log that says what went wrong (the last one naming an error), else its last line."
     lines = [l.strip() for l in log.splitlines() if l.strip()]
-    return next((l for l in reversed(lines) if "Error" in l), lines[-1] if lines else "")
+    own = [l for l in lines if l.startswith("[rank") and "Error" in l]  # the script's own exception, before torchrun's report
+    return (own or [l for l in lines if "Error" in l] or lines or [""])[-1]
 
 def train_distributed(nodes: int = 2,  # containers, one rank each
                       image: str = "train-cpu", cpus: float | None = None, memory: str | None = None,
