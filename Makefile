@@ -15,6 +15,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 
 setup: venv
 	$(BIN)/mnist-course setup
+	$(BIN)/mnist-course k8s load
 	$(BIN)/mnist-course doctor
 
 venv: $(STAMP)

@@ -8,14 +8,14 @@ from __future__ import annotations
 import inspect
 import sys
 
-from . import bench, containers, machine, servers, train_docker
+from . import bench, containers, k8s, machine, servers, train_docker
 from .core import Command, CourseError, UsageError, run, say
 from .images import IMAGES, build_image
 from .torchserve import TorchServe
 from .triton import Triton
 
 # %% auto #0
-__all__ = ['SERVERS', 'COMMANDS', 'doctor', 'setup', 'data', 'images', 'clean', 'usage', 'main']
+__all__ = ['SERVERS', 'COMMANDS', 'GROUPS', 'doctor', 'setup', 'data', 'images', 'clean', 'usage', 'main']
 
 # %% ../nbs/98_cli.ipynb #7e2f97fe
 def doctor(min_free_gb: float = machine.MIN_FREE_GB,  # free disk to ask for
@@ -89,14 +89,19 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
     "predict": _server_commands("predict"),
     "stop": _server_commands("stop"),
     "bench": Command(bench.bench_command),
+    "k8s": {"render": Command(k8s.k8s_render), "validate": Command(k8s.k8s_validate), "load": Command(k8s.k8s_load),
+            "play": Command(k8s.k8s_play), "down": Command(k8s.k8s_down)},
 }
+# one-line help of the command groups that are steps, not servers
+GROUPS = {"k8s": "Kubernetes manifests: render, validate offline; load images, play and take down with podman"}
 
 def usage() -> str:
     "What `mnist-course --help` prints: every command with its one-line help."
     lines = ["usage: mnist-course COMMAND [ARGS...]", "", "commands:"]
     for name, cmd in COMMANDS.items():
         if isinstance(cmd, dict):
-            lines.append(f"  {name} {{{'|'.join(cmd)}}}".ljust(30) + next(iter(cmd.values())).help)
+            label = f"  {name} {{{'|'.join(cmd)}}}"
+            lines.append(label.ljust(max(30, len(label) + 2)) + GROUPS.get(name, next(iter(cmd.values())).help))
         else:
             lines.append(f"  {name}".ljust(30) + cmd.help)
     lines += ["", "Run `mnist-course COMMAND --help` for a command's options. Results are JSON lines on stdout."]
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     prog = f"mnist-course {name}"
     if isinstance(cmd, dict):
         if not rest or rest[0] not in cmd:
-            say(f"{prog}: name a server: {' | '.join(cmd)}")
+            say(f"{prog}: {'choose one' if name in GROUPS else 'name a server'}: {' | '.join(cmd)}")
             return 2
         prog, cmd, rest = f"{prog} {rest[0]}", cmd[rest[0]], rest[1:]
     return run(cmd, rest, prog)

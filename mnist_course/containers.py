@@ -22,7 +22,7 @@ __all__ = ['LABEL', 'NETWORKS', 'RETRY', 'unique_name', 'lookup', 'stop_containe
 
 # %% ../nbs/93_containers.ipynb #c6eea5d8
 LABEL = "mnist-course"  # label key on every container the course starts; its value is the owner
-NETWORKS = ("none", "host")  # the only network modes the course uses
+NETWORKS = ("none", "host")  # the only network modes the course uses (and "container:NAME", see `start_container`)
 
 def _slug(owner: str) -> str:
     s = re.sub(r"[^a-z0-9]+", "-", owner.lower()).strip("-")
@@ -69,12 +69,13 @@ def start_container(image: str,  # image name, e.g. "mnist-course/busybox:latest
                     command: str | list | None = None,  # command to run (default: the image's CMD)
                     *, name: str,  # container name, e.g. from `unique_name(owner)`
                     owner: str,  # who starts it: the label `mnist-course=<owner>`
-                    network: str = "none",  # "none" (loopback only) or "host"
+                    network: str = "none",  # "none" (loopback only), "host", or "container:NAME" (see below)
                     client=None,  # a `docker.DockerClient` (default: `docker_client()`)
                     **run_kwargs):  # more `containers.run` arguments: mem_limit, nano_cpus, environment, init, ...
     "Start a labelled, detached container and return it (`docker run -d --init --label mnist-course=OWNER ...`)."
     docker = require("docker")
-    if network not in NETWORKS:
+    joining = network.startswith("container:")
+    if network not in NETWORKS and not joining:
         raise ValueError(f"network={network!r}: containers here use network 'none' or 'host' only "
                          "(the engine has no bridge and the course never uses bridged or custom networks)")
     wrong = sorted({"network", "network_mode", "networking_config", "ports"} & set(run_kwargs))
@@ -82,6 +83,12 @@ def start_container(image: str,  # image name, e.g. "mnist-course/busybox:latest
         raise ValueError(f"pass the network as network='none'|'host', not {wrong} "
                          "(with host networking a server's port is already on the host: bind it to 127.0.0.1)")
     client = client or docker_client()
+    if joining:
+        # "container:NAME" joins the network namespace of a course container that has none: the two
+        # share one private loopback (as the containers of a Kubernetes pod do) and reach nothing else.
+        peer = lookup(network.split(":", 1)[1], client)
+        if peer is None or LABEL not in peer.labels or peer.attrs["HostConfig"]["NetworkMode"] != "none":
+            raise ValueError(f"network={network!r}: only a course container with network 'none' can be joined")
     old = lookup(name, client)
     if old is not None:
         if old.labels.get(LABEL) != owner:
@@ -106,7 +113,7 @@ def container(image: str,  # image name
               command: str | list | None = None,  # command (default: the image's CMD)
               *, owner: str,  # label value and name prefix
               name: str | None = None,  # container name (default: `unique_name(owner)`)
-              network: str = "none",  # "none" or "host"
+              network: str = "none",  # "none", "host" or "container:NAME"
               stop_timeout: float = 5,  # seconds between SIGTERM and SIGKILL on the way out
               client=None,
               **run_kwargs):

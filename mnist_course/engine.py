@@ -56,7 +56,9 @@ def ensure_engine() -> dict:
 # %% ../nbs/91_engine.ipynb #325e40cd
 # what to look for on the host -> the Debian package that provides it
 APT_PACKAGES = {"debootstrap": "debootstrap", "/bin/busybox": "busybox-static", "docker-registry": "docker-registry",
-                "chromium": "chromium", "chromedriver": "chromium-driver"}
+                "chromium": "chromium", "chromedriver": "chromium-driver",
+                # lesson 12's second engine: podman, the init of its pods, and runc (crun fails on cgroup v1 hosts)
+                "podman": "podman", "catatonit": "catatonit", "runc": "runc"}
 
 def _present(probe: str) -> bool:
     if probe.startswith("/"):

@@ -80,9 +80,14 @@ def train_command(in_docker: bool = False,  # train in the training image instea
                   image: str = TRAIN_CPU,  # with --in-docker: train-cpu or train-gpu
                   cpus: float | None = None,  # with --in-docker: CPU limit, like docker run --cpus
                   memory: str | None = None,  # with --in-docker: memory limit, like docker run --memory (e.g. 2g)
+                  nodes: int = 1,  # with --in-docker: containers, one torchrun node each; 2 or more train with DDP (lesson 11)
                   **options):  # `train()`'s parameters: mnist-train's flags
     "Train on the host, or in the training image with --in-docker; one JSON line at the end."
     from mnist_course.train import MODEL_FILE, train
+    if nodes != 1:  # data-parallel training across containers: lesson 11
+        from mnist_course.distributed import distributed_command
+        yield from distributed_command(nodes, image, cpus, memory, in_docker, **options)
+        return
     if not in_docker:
         t0 = time.time()
         r = train(**options)

@@ -1,5 +1,6 @@
-"""What a test run could leave behind: containers, listening TCP ports of processes it started, and the
-browsers, chromedrivers, JupyterLab servers and kernels it started.
+"""What a test run could leave behind: containers (Docker's and podman's, with podman's pods, images,
+secrets and volumes), listening TCP ports of processes it started, and the browsers, chromedrivers,
+JupyterLab servers and kernels it started.
 
 The suite marks its environment (`MARKER`); every process it starts on the host (kernels, JupyterLab,
 chromedriver and the browser, and whatever they start, daemonised or not) inherits the mark, so a
@@ -111,5 +112,16 @@ def containers() -> dict[str, str]:
         client.close()
 
 
+def podman_things() -> dict[str, list[str]]:
+    "What podman holds (pods, containers, images, secrets, volumes), or nothing where podman is not installed."
+    import shutil
+
+    if shutil.which("podman") is None:
+        return {}
+    from mnist_course.podman import inventory
+
+    return inventory()
+
+
 def snapshot() -> dict:
-    return {"containers": containers()}
+    return {"containers": containers(), "podman": podman_things()}

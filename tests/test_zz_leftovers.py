@@ -6,14 +6,21 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.conftest import BEFORE
-from tests.leftovers import MARKER, containers, listening_ports, suite_processes
+from tests.leftovers import MARKER, containers, listening_ports, podman_things, suite_processes
 
 
 def leftovers():
     new_containers = {i: n for i, n in containers().items() if i not in BEFORE["containers"]}
     session = os.environ[MARKER]
     return new_containers, listening_ports(session), suite_processes(session)
+
+
+def new_in_podman(before: dict, after: dict) -> dict[str, list[str]]:
+    "What podman holds now that it did not hold before, by kind (only the kinds that have some)."
+    return {k: sorted(set(v) - set(before.get(k, []))) for k, v in after.items() if set(v) - set(before.get(k, []))}
 
 
 def test_nothing_left_running():
@@ -26,6 +33,19 @@ def test_nothing_left_running():
     assert not new_containers, f"containers left by the suite: {sorted(new_containers.values())}"
     assert not ports, f"listening ports left by the suite: {sorted(ports)}"
     assert not processes, f"processes left by the suite: {sorted(processes.values())}"
+
+
+def test_nothing_left_in_podman():
+    "No pod, container, image, secret or volume the suite made is left in podman (what setup put there stays)."
+    left = new_in_podman(BEFORE["podman"], podman_things())
+    assert not left, f"left in podman by the suite: {left}"
+
+
+def test_podman_check_sees_a_new_thing():
+    "The podman check is not blind: something that was not there before is reported, by kind."
+    test_eq = lambda a, b: None if a == b else pytest.fail(f"{a} != {b}")
+    test_eq(new_in_podman({"pods": ["a"], "images": []}, {"pods": ["a", "b"], "images": ["x@1"]}), {"pods": ["b"], "images": ["x@1"]})
+    test_eq(new_in_podman({"pods": ["a"]}, {"pods": ["a"]}), {})
 
 
 def test_leftover_check_sees_a_listening_child():
