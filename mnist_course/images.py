@@ -107,7 +107,10 @@ def package_closure(modules) -> list[str]:
         if m in seen:
             continue
         seen.add(m)
-        for node in ast.walk(ast.parse((pkg / f"{m}.py").read_text())):
+        src = pkg / f"{m}.py"
+        if not src.is_file():  # not a checkout of the package: fingerprint() hashes it as missing
+            continue
+        for node in ast.walk(ast.parse(src.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .core import ...
                 todo += [node.module] if node.module else [a.name for a in node.names]
             elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("mnist_course"):
@@ -129,7 +132,7 @@ def fingerprint(name: str) -> str | None:
         files += [root / "mnist_course" / f"{m}.py" for m in package_closure(spec.runs)] + [root / "settings.ini"]
     for p in files:
         h.update(str(p.relative_to(root) if p.is_relative_to(root) else p).encode())
-        data = p.read_bytes()
+        data = p.read_bytes() if p.is_file() else b"(missing)"  # a checkout without the file: never up to date, never a crash
         if p.suffix == ".py":  # nbdev's cell markers move when cells are split or merged; the code does not
             data = re.sub(rb"(?m)^# %% .*\n", b"", data)
         h.update(data)
