@@ -10,12 +10,18 @@ STAMP := $(VENV)/.installed
 # The venv's commands (mnist-course, mnist-train, torch-model-archiver) come first on PATH for every
 # recipe, and so for the notebooks run by them: lessons type these commands as a terminal would.
 export PATH := $(abspath $(BIN)):$(PATH)
+# Each stage's time (tests/timed.sh), summed per stage for this make run and printed at its end.
+ifndef MNIST_COURSE_STAGES
+MNIST_COURSE_STAGES := $(abspath build/stages-$(shell date +%Y%m%d-%H%M%S).txt)
+endif
+export MNIST_COURSE_STAGES
+TIMED := bash tests/timed.sh
 
 .PHONY: setup venv course course-quick test lab doctor clean-nbs check-clean
 
 setup: venv
-	$(BIN)/mnist-course setup
-	$(BIN)/mnist-course k8s load
+	$(TIMED) engine-data-images $(BIN)/mnist-course setup
+	$(TIMED) podman-images $(BIN)/mnist-course k8s load
 	$(BIN)/mnist-course doctor
 
 venv: $(STAMP)
@@ -23,8 +29,8 @@ venv: $(STAMP)
 $(STAMP): setup.py settings.ini
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (3.10+)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --disable-pip-version-check $(TORCH) 2>&1 | grep -v "^WARNING: Location" || true
-	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(TIMED) venv $(BIN)/pip install --quiet --disable-pip-version-check $(TORCH) 2>&1 | grep -v "^WARNING: Location" || true
+	$(TIMED) venv $(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
 	$(BIN)/python -c "import mnist_course, torch, torchvision, papermill, nbdev, docker"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "mnist-course (.venv)" >/dev/null
 	touch $(STAMP)
@@ -42,8 +48,9 @@ course-quick: setup
 # under papermill with CI parameters, JupyterLab and the course site in headless Chromium, then
 # nothing the suite started may be left running.
 test: setup check-clean
-	$(BIN)/nbdev_test --n_workers 1
-	$(BIN)/python -m pytest tests
+	$(TIMED) nbdev_test $(BIN)/nbdev_test --n_workers 1
+	$(TIMED) notebooks-and-browser $(BIN)/python -m pytest tests
+	@$(TIMED) --summary
 
 check-clean:
 	$(BIN)/nbdev_clean

@@ -22,3 +22,23 @@ def pytest_collection_modifyitems(items):
 def pytest_sessionstart(session):
     os.environ[MARKER] = uuid.uuid4().hex  # inherited by every kernel and what it starts
     BEFORE.update(snapshot())
+
+
+NOTEBOOK_SECONDS: dict = {}
+
+
+def pytest_runtest_logreport(report):
+    "Keep each notebook's time (setup, run and teardown of its test) for the summary."
+    if "test_notebook[" in report.nodeid:
+        name = report.nodeid.split("[", 1)[1].rstrip("]")
+        NOTEBOOK_SECONDS[name] = NOTEBOOK_SECONDS.get(name, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter):
+    "The time of each notebook, in the order they ran, and their total."
+    if not NOTEBOOK_SECONDS:
+        return
+    terminalreporter.section("time per notebook (papermill, quick mode)")
+    for name, seconds in NOTEBOOK_SECONDS.items():
+        terminalreporter.write_line(f"  {name:32} {seconds:7.1f} s")
+    terminalreporter.write_line(f"  {'total':32} {sum(NOTEBOOK_SECONDS.values()):7.1f} s")
