@@ -48,7 +48,7 @@ course-quick: setup
 # under papermill with CI parameters, JupyterLab and the course site in headless Chromium, then
 # nothing the suite started may be left running.
 test: setup check-clean
-	$(TIMED) nbdev_test $(BIN)/nbdev_test --n_workers 1
+	$(TIMED) nbdev_test $(BIN)/nbdev_test --n_workers 1 --timing
 	$(TIMED) notebooks-and-browser $(BIN)/python -m pytest tests
 	@$(TIMED) --summary
 
