@@ -10,7 +10,7 @@ import sys
 
 from . import bench, containers, k8s, machine, servers, train_docker
 from .core import Command, CourseError, UsageError, run, say
-from .images import IMAGES, build_image
+from .images import IMAGES, build_images
 from .torchserve import TorchServe
 from .triton import Triton
 
@@ -55,8 +55,7 @@ def images(only: list[str] | None = None,  # any of: busybox hello-world python 
            base_image: str | None = None,  # an official base instead of the local one, e.g. python:3.11-slim-bookworm
           ):
     "Build the course's images (those missing, or all with --force) and print their sizes."
-    for name in _image_names(only):
-        r = build_image(name, base_image=base_image if IMAGES[name].base else None, force=force)
+    for r in build_images(_image_names(only), base_image, force=force):
         say(f"{r['tag']:45} {r['size_bytes'] / 1e6:8.0f} MB  ({r['seconds']} s)")
         yield r
 

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,8 @@ from .engine import docker_client
 # %% auto #0
 __all__ = ['TORCH_CPU', 'TORCH_CUDA', 'TORCHSERVE', 'PYYAML', 'PYTRITON', 'TRITON', 'NGC_TRITON', 'TQDM', 'IMAGE_PREFIX',
            'LOCAL_BASE', 'IMAGES', 'FINGERPRINT_LABEL', 'ImageSpec', 'image_tag', 'image_exists', 'package_closure',
-           'fingerprint', 'up_to_date', 'require_image', 'project_wheel', 'stage_context', 'build_image']
+           'fingerprint', 'up_to_date', 'require_image', 'project_wheel', 'stage_context', 'build_image',
+           'build_images']
 
 # %% ../nbs/92_images.ipynb #d31f8a58
 TORCH_CPU = "2.13.0"  # CPU build of torch: training-cpu, TorchServe and Triton images
@@ -168,15 +170,18 @@ def _pip_download(reqs, dest: Path, no_deps: bool = False) -> None:
     if r.returncode:
         raise SetupError(f"pip download {' '.join(reqs)} failed:\n{r.stderr[-2000:]}")
 
+_WHEEL_LOCK = threading.Lock()  # setuptools builds in the checkout's build/: one wheel at a time
+
 def project_wheel(dest: Path) -> Path:
     "Build this package's wheel (no dependencies) into `dest`."
     for old in dest.glob("mnist_course-*.whl"):
         old.unlink()
     # a fixed timestamp makes the wheel depend on the code only, so an unchanged package keeps
     # the image layers that install it cached
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
-                        "--wheel-dir", str(dest), str(project_root())], capture_output=True, text=True,
-                       env=dict(os.environ, SOURCE_DATE_EPOCH="315532800"))
+    with _WHEEL_LOCK:
+        r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                            "--wheel-dir", str(dest), str(project_root())], capture_output=True, text=True,
+                           env=dict(os.environ, SOURCE_DATE_EPOCH="315532800"))
     if r.returncode:
         raise SetupError(f"building the mnist-course wheel failed:\n{r.stderr[-2000:]}")
     return next(dest.glob("mnist_course-*.whl"))
@@ -268,3 +273,27 @@ def build_image(name: str,  # a row of `IMAGES`
     img = client.images.get(spec.tag)
     return {"image": name, "tag": spec.tag, "id": img.short_id, "size_bytes": img.attrs["Size"],
             "built": built, "seconds": round(time.time() - t0, 1)}
+
+# %% ../nbs/92_images.ipynb #b26fa8d8
+def build_images(names,  # rows of `IMAGES`, in the order their records are wanted
+                 base_image: str | None = None,  # an official base for the images built on one
+                 force: bool = False,  # rebuild even if up to date (the layer cache still applies)
+                 workers: int = 2,  # builds at a time once the bases are there
+                 progress: bool = True) -> list[dict]:
+    "Build `names` (each only if out of date, or all with `force`): their bases first, then the rest `workers` at a time."
+    from concurrent.futures import ThreadPoolExecutor
+    names, bases = list(names), []
+    def visit(n):  # the local bases `n` is built on, bases of bases first
+        b = IMAGES[n].base
+        if b and not base_image and b not in bases:
+            visit(b)
+            bases.append(b)
+    for n in names:
+        visit(n)
+    done = {b: build_image(b, force=force and b in names, progress=progress) for b in bases}
+    rest = [n for n in names if n not in done]
+    build = lambda n: build_image(n, base_image=base_image if IMAGES[n].base else None, force=force,
+                                  progress=progress, client=docker_client())
+    with ThreadPoolExecutor(max(1, min(workers, len(rest)))) as pool:
+        done |= dict(zip(rest, pool.map(build, rest)))
+    return [done[n] for n in names]

