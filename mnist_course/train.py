@@ -8,6 +8,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -25,7 +26,8 @@ from .resources import cpu_threads
 # %% auto #0
 __all__ = ['CHECKPOINT', 'MODEL_FILE', 'TRAIN_SCRIPT', 'BENCH_VARIANTS', 'BENCH_SCRIPT', 'read_idx', 'load_mnist', 'pick_device',
            'prepare_model', 'tensor_batches', 'dropout_bytes', 'bf16_native', 'train_forward', 'evaluate', 'test_line',
-           'save_atomic', 'train_epoch', 'train', 'ensure_trained_model', 'main', 'train_bench', 'bench_main']
+           'save_atomic', 'train_epoch', 'train', 'trained_model_cache', 'ensure_trained_model', 'main', 'train_bench',
+           'bench_main']
 
 # %% ../nbs/04_mnist_training.ipynb #32ca8d85
 _IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -297,9 +299,21 @@ def train(epochs: int = 14,  # number of epochs to train
     return result
 
 # %% ../nbs/04_mnist_training.ipynb #33b1e15a
+def trained_model_cache() -> Path | None:
+    "Where `ensure_trained_model` keeps a model trained by this exact code: under $MNIST_COURSE_CACHE (default ~/.cache/mnist-course; `off`: nowhere)."
+    import hashlib, re
+    import mnist_course
+    root = os.environ.get("MNIST_COURSE_CACHE") or str(Path.home() / ".cache" / "mnist-course")
+    if root == "off":
+        return None
+    h = hashlib.sha256(f"torch {torch.__version__}, bf16 native {bf16_native()}".encode())
+    for m in ("core", "model", "resources", "train"):  # nbdev's cell markers move; the code does not
+        h.update(re.sub(rb"(?m)^# %% .*\n", b"", (Path(mnist_course.__file__).parent / f"{m}.py").read_bytes()))
+    return Path(root) / "models" / h.hexdigest()[:16] / MODEL_FILE
+
 def ensure_trained_model(path: str | Path | None = None,  # default: build/models/mnist_cnn.pt
                          ) -> Path:
-    "The trained model's path; trains one epoch with the reference defaults first if the file is missing."
+    "The trained model's path; copied from `trained_model_cache()`, or trained for one epoch with the reference defaults, if the file is missing."
     path = Path(path) if path else build_dir("models") / MODEL_FILE
     if path.exists():
         return path
@@ -307,11 +321,21 @@ def ensure_trained_model(path: str | Path | None = None,  # default: build/model
     with open(path.with_name(f".{path.name}.lock"), "w") as lock:
         # Two notebooks asking at once train once: the second waits here, then finds the file.
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not path.exists():
-            print(f"{path} is missing: training one epoch first", file=sys.stderr, flush=True)
-            with tempfile.TemporaryDirectory(dir=path.parent, prefix=".train-") as tmp:
+        if path.exists():
+            return path
+        cached = trained_model_cache()
+        with tempfile.TemporaryDirectory(dir=path.parent, prefix=".train-") as tmp:
+            if cached and cached.is_file():
+                print(f"{path} is missing: copied from {cached}, trained by this same code", file=sys.stderr, flush=True)
+                shutil.copyfile(cached, Path(tmp) / MODEL_FILE)
+            else:
+                print(f"{path} is missing: training one epoch first", file=sys.stderr, flush=True)
                 train(epochs=1, save_model=True, out_dir=tmp, progress=True)
-                os.replace(Path(tmp) / MODEL_FILE, path)
+                if cached:
+                    cached.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(Path(tmp) / MODEL_FILE, cached.with_name(f".{MODEL_FILE}.{os.getpid()}"))
+                    os.replace(cached.with_name(f".{MODEL_FILE}.{os.getpid()}"), cached)
+            os.replace(Path(tmp) / MODEL_FILE, path)
     return path
 
 # %% ../nbs/04_mnist_training.ipynb #de4f4ee3
