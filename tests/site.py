@@ -99,14 +99,17 @@ def pages(executed_dir: Path, names=None) -> list[Page]:
 # ---------------------------------------------------------------- what a page shows of a notebook
 
 def directives(source: str) -> tuple[dict[str, str], str]:
-    "nbdev's leading `#| name: value` lines of a code cell as a dict, and the source without them."
-    lines, found = source.splitlines(), {}
+    """nbdev's leading `#| name: value` lines of a code cell as a dict, and the source without them.
+    As in nbdev, a cell magic (`%%bash`) may come first; it stays, the directives under it go."""
+    lines, found, magic = source.splitlines(), {}, []
     i = 0
-    while i < len(lines) and (not lines[i].strip() or _DIRECTIVE.match(lines[i])):
+    while i < len(lines) and (not lines[i].strip() or _DIRECTIVE.match(lines[i]) or re.match(r"\s*%%\w+", lines[i])):
         if m := _DIRECTIVE.match(lines[i]):
             found[m.group(1)] = m.group(2)
+        elif lines[i].strip():
+            magic.append(lines[i])
         i += 1
-    return found, "\n".join(lines[i:]) if found else source
+    return found, "\n".join(magic + lines[i:]) if found else source
 
 
 def reader_cells(nb) -> list:
