@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Callable, Union, get_args, get_origin
 
 # %% auto #0
-__all__ = ['COURSE_EXTRA', 'project_root', 'data_dir', 'mnist_raw_dir', 'build_dir', 'emit', 'say', 'CourseError', 'UsageError',
-           'MissingExtra', 'EngineUnavailable', 'ImageMissing', 'ImageBuildError', 'PortTaken', 'NameTaken',
-           'ModelMissing', 'DataMissing', 'SetupError', 'ServerFailed', 'NotReadyInTime', 'NotReady', 'require',
-           'param_comments', 'add_params', 'to_argv', 'Command', 'run']
+__all__ = ['COURSE_EXTRA', 'project_root', 'data_dir', 'mnist_raw_dir', 'build_dir', 'cache_dir', 'emit', 'say', 'CourseError',
+           'UsageError', 'MissingExtra', 'EngineUnavailable', 'ImageMissing', 'ImageBuildError', 'PortTaken',
+           'NameTaken', 'ModelMissing', 'DataMissing', 'SetupError', 'ServerFailed', 'NotReadyInTime', 'NotReady',
+           'require', 'param_comments', 'add_params', 'to_argv', 'Command', 'run']
 
 # %% ../nbs/90_core.ipynb #907f18af
 def project_root(start: str | Path | None = None,  # where to start looking (default: the working directory)
@@ -47,6 +47,15 @@ def mnist_raw_dir(root: str | Path | None = None) -> Path:
 def build_dir(*parts: str) -> Path:
     "A folder under the checkout's `build/`, created on demand."
     d = project_root() / "build" / Path(*parts)
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+def cache_dir(*parts: str) -> Path | None:
+    "A folder kept between checkouts, for what only changes with its inputs: under $MNIST_COURSE_CACHE (default ~/.cache/mnist-course); None when that is `off`."
+    root = os.environ.get("MNIST_COURSE_CACHE") or str(Path.home() / ".cache" / "mnist-course")
+    if root == "off":
+        return None
+    d = Path(root).joinpath(*parts)
     d.mkdir(parents=True, exist_ok=True)
     return d
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import ImageBuildError, ImageMissing, SetupError, build_dir, project_root, require
+from .core import ImageBuildError, ImageMissing, SetupError, build_dir, cache_dir, project_root, require
 from .engine import docker_client
 
 # %% auto #0
@@ -219,7 +219,8 @@ def stage_context(name: str) -> Path:
     if spec.wheels or spec.wheels_no_deps or spec.project_wheel:
         wheels = ctx / "wheels"
         wheels.mkdir(exist_ok=True)
-        cache = build_dir("wheelhouse", name)
+        # downloaded wheels only change with the pins: kept between checkouts (build/ when the cache is off)
+        cache = cache_dir("wheelhouse", name) or build_dir("wheelhouse", name)
         if spec.wheels:
             _pip_download(spec.wheels, cache)
         if spec.wheels_no_deps:

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import Command, DataMissing, UsageError, build_dir, data_dir, mnist_raw_dir, run
+from .core import Command, DataMissing, UsageError, build_dir, cache_dir, data_dir, mnist_raw_dir, run
 from .model import MNIST_MEAN, MNIST_STD, Net, normalise
 from .resources import cpu_threads
 
@@ -303,13 +303,12 @@ def trained_model_cache() -> Path | None:
     "Where `ensure_trained_model` keeps a model trained by this exact code: under $MNIST_COURSE_CACHE (default ~/.cache/mnist-course; `off`: nowhere)."
     import hashlib, re
     import mnist_course
-    root = os.environ.get("MNIST_COURSE_CACHE") or str(Path.home() / ".cache" / "mnist-course")
-    if root == "off":
+    if (root := cache_dir("models")) is None:
         return None
     h = hashlib.sha256(f"torch {torch.__version__}, bf16 native {bf16_native()}".encode())
     for m in ("core", "model", "resources", "train"):  # nbdev's cell markers move; the code does not
         h.update(re.sub(rb"(?m)^# %% .*\n", b"", (Path(mnist_course.__file__).parent / f"{m}.py").read_bytes()))
-    return Path(root) / "models" / h.hexdigest()[:16] / MODEL_FILE
+    return root / h.hexdigest()[:16] / MODEL_FILE
 
 def ensure_trained_model(path: str | Path | None = None,  # default: build/models/mnist_cnn.pt
                          ) -> Path:
