@@ -262,16 +262,20 @@ def train(epochs: int = 14,  # number of epochs to train
           metrics_json: str | None = None,  # write per-epoch loss, accuracy, images/s and seconds here
           max_batches: int | None = None,  # stop each epoch after this many batches
           checkpoint_every: int = 100,  # batches between checkpoints, 0 for epoch ends only
-          bf16: bool = False,  # bfloat16 autocast: about 2x faster on CPUs with AVX512-BF16/AMX and on GPUs
+          bf16: bool = False,  # bfloat16 autocast even where it is not the default (emulated on CPUs without bf16: slower)
+          fp32: bool = False,  # float32 throughout: no bfloat16 autocast, not even on CPUs with native bf16
           progress: bool = False,  # a progress bar per epoch instead of the log lines
           quiet: bool = False,  # neither log lines nor a progress bar
           on_epoch: Callable | None = None,  # called with each epoch's metrics
           ) -> dict:
     "Train `Net` on MNIST like pytorch/examples' `main.py`; return the metrics per epoch and the loss curve."
+    if bf16 and fp32:
+        raise UsageError("--bf16 and --fp32 exclude each other")
     epochs, max_batches = (1, 1) if dry_run else (epochs, max_batches)
     log, out, device, (images, labels), test, model, opt, sched, shuffle, n_batches = _setup(
         epochs, batch_size, test_batch_size, log_interval, quiet, num_threads, out_dir, lr, gamma, accel, seed,
         data_dir, max_batches)
+    bf16 = bf16 or (not fp32 and device.type == "cpu" and bf16_native())  # the default only where it is native
     ckpt = out / CHECKPOINT
     state = _restore(ckpt, model, opt, sched, shuffle, resume, n_batches, log)
     save = lambda: _save_checkpoint(ckpt, model, opt, sched, shuffle, state)
@@ -342,7 +346,7 @@ def _mnist_train(**options):
     "Train the PyTorch MNIST example network (pytorch/examples' flags and defaults)."
     from mnist_course.core import emit
     r = train(**options, on_epoch=emit)
-    yield {"device": r["device"], "threads": r["threads"], "checkpoint": r["checkpoint"], "model": r.get("model")}
+    yield {"device": r["device"], "threads": r["threads"], "bf16": r["bf16"], "checkpoint": r["checkpoint"], "model": r.get("model")}
 
 TRAIN_SCRIPT = Command(_mnist_train, extras=lambda: [train], skip=("on_epoch",))
 
@@ -373,12 +377,12 @@ BENCH_VARIANTS = {  # name: (in-memory tensor data, channels_last, train_forward
     "reference": (False, False, False, False),
     "+tensor data": (True, False, False, False),
     "+channels_last": (True, True, False, False),
-    "fast": (True, True, True, False),
-    "fast --bf16": (True, True, True, True),
+    "fast": (True, True, True, False),  # `mnist-train --fp32`; the default where bf16 is not native
+    "fast --bf16": (True, True, True, True),  # `mnist-train`'s default where bf16 is native
 }
 
 # %% ../nbs/04_mnist_training.ipynb #e1db81db
-def _bench_run(name: str, init: dict, images, labels, data_dir, batch_size: int, seed: int) -> dict:
+def _bench_run(name: str, init: dict, images, labels, data_dir, batch_size: int, seed: int, gamma: float) -> dict:
     "One variant of the benchmark: its model (from the common start), forward pass, batches and optimizer."
     tensor_data, channels_last, reordered, bf16 = BENCH_VARIANTS[name]
     model = Net()
@@ -398,19 +402,22 @@ def _bench_run(name: str, init: dict, images, labels, data_dir, batch_size: int,
     def fwd(x, m=model, reordered=reordered, bf16=bf16):
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             return (train_forward(m, x) if reordered else m(x)).float()
-    return {"model": model.train(), "forward": fwd, "it": it, "data": kind,
-            "opt": torch.optim.Adadelta(model.parameters(), lr=1.0), "seconds": 0.0, "cpu_seconds": 0.0,
-            "images": 0, "done": 0}
+    opt = torch.optim.Adadelta(model.parameters(), lr=1.0)
+    return {"model": model.train(), "forward": fwd, "it": it, "data": kind, "opt": opt,
+            "sched": torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=gamma),  # the reference's, per epoch
+            "seconds": 0.0, "cpu_seconds": 0.0, "images": 0, "done": 0, "epochs": []}
 
 # %% ../nbs/04_mnist_training.ipynb #34a56aad
-def _bench_turns(runs: dict, batches: int, chunk: int, progress: bool) -> None:
+def _bench_turns(runs: dict, batches: int, chunk: int, progress: bool,
+                 per_epoch: int = 0, test=None, log=None) -> None:  # test: (images, labels) scored at each epoch's end
     "Train every run `batches` batches, `chunk` at a time in turns (who goes first rotates); time each chunk."
     from tqdm.auto import tqdm
     names, turn = list(runs), 0
     bar = tqdm(total=batches * len(names), desc="bench", unit="batch", disable=not progress, file=sys.stderr)
     while any(r["done"] < batches for r in runs.values()):
         for name in names[turn % len(names):] + names[:turn % len(names)]:
-            r, n = runs[name], min(chunk, batches - runs[name]["done"])
+            r = runs[name]
+            n = min(chunk, batches - r["done"], (per_epoch - r["done"] % per_epoch) if per_epoch else batches)
             t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(n):
                 x, y = next(r["it"])  # fetching the batch is part of the data path, so it is timed
@@ -422,6 +429,14 @@ def _bench_turns(runs: dict, batches: int, chunk: int, progress: bool) -> None:
             r["cpu_seconds"] += time.process_time() - c0
             r["done"] += n
             bar.update(n)
+            if per_epoch and n and r["done"] % per_epoch == 0:  # an epoch's end, untimed: score it, decay the rate
+                ev = evaluate(r["model"], *test)
+                r["model"].train()
+                r["epochs"].append({"epoch": len(r["epochs"]) + 1, "lr": r["opt"].param_groups[0]["lr"],
+                                    "test_correct": ev["correct"], "test_accuracy": ev["correct"] / ev["total"]})
+                r["sched"].step()
+                if log:
+                    log(f"{name}: epoch {len(r['epochs'])}: {test_line(ev)}")
         turn += 1
     bar.close()
 
@@ -434,6 +449,7 @@ def train_bench(batches: int = 300,  # training batches per variant (938 = one e
                 num_threads: int | None = None,  # torch threads for every variant (default: torch's choice)
                 variants: list[str] | None = None,  # names from BENCH_VARIANTS (default: all; bf16 where native)
                 test_images: int | None = None,  # evaluate on the first N test images (default: all 10,000)
+                gamma: float = 0.7,  # the reference's learning-rate decay, applied after every whole epoch
                 progress: bool = True,  # a progress bar over all variants' batches
                 ) -> dict:
     "Train each variant `batches` batches in alternating chunks on the CPU; images/s, test accuracy and speedup vs reference."
@@ -449,17 +465,20 @@ def train_bench(batches: int = 300,  # training batches per variant (938 = one e
     test_x, test_y = (t[:test_images] for t in load_mnist("test", data_dir))
     torch.manual_seed(seed)
     init = Net().state_dict()
-    runs = {name: _bench_run(name, init, images, labels, data_dir, batch_size, seed) for name in names}
-    _bench_turns(runs, batches, chunk, progress)
+    runs = {name: _bench_run(name, init, images, labels, data_dir, batch_size, seed, gamma) for name in names}
+    log = (lambda m: print(m, file=sys.stderr, flush=True)) if progress else None
+    _bench_turns(runs, batches, chunk, progress, -(-len(images) // batch_size), (test_x, test_y), log)
     out = {"batches": batches, "batch_size": batch_size, "chunk": chunk, "test_images": len(test_x),
            "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "load_avg": [round(v, 2) for v in os.getloadavg()], "variants": {}}
+           "load_avg": [round(v, 2) for v in os.getloadavg()], "bf16_native": bf16_native(),
+           "default": "fast --bf16" if bf16_native() else "fast",  # what `mnist-train` runs here without --fp32
+           "variants": {}}
     for name, r in runs.items():
         ev = evaluate(r["model"], test_x, test_y)
         out["variants"][name] = {"data": r["data"], "images_per_s": round(r["images"] / r["seconds"], 1),
                                  "images_per_cpu_s": round(r["images"] / r["cpu_seconds"], 1),
                                  "seconds": round(r["seconds"], 2), "test_correct": ev["correct"],
-                                 "test_accuracy": ev["correct"] / ev["total"]}
+                                 "test_accuracy": ev["correct"] / ev["total"], "epochs": r["epochs"]}
     if "reference" in runs:
         ref = out["variants"]["reference"]
         for v in out["variants"].values():
