@@ -100,6 +100,38 @@ def npy_body(pixels) -> bytes:
     return buf.getvalue()
 
 
+# %% ../nbs/07_torchserve_deploy.ipynb #9eef3e10
+class _Connection:
+    "One keep-alive connection over `http.client`: a fraction of `requests`' CPU per call, for the client's hot path."
+    def __init__(self, base_url: str, headers: dict, timeout: float):
+        self.host, self.headers, self.timeout, self.conn = base_url.split("://", 1)[-1], headers, timeout, None
+
+    def post(self, path: str, body: bytes, content_type: str):
+        "POST `body` and return the JSON answer; a non-2xx answer raises `TorchServeError`."
+        import http.client
+        for attempt in (1, 2):
+            fresh = self.conn is None
+            if fresh:
+                self.conn = http.client.HTTPConnection(self.host, timeout=self.timeout)
+            try:
+                self.conn.request("POST", path, body, {**self.headers, "Content-Type": content_type})
+                r = self.conn.getresponse()
+                data = r.read()
+                break
+            except (http.client.HTTPException, OSError):
+                self.conn.close()
+                self.conn = None
+                if fresh or attempt == 2:  # a reused connection the server had closed gets one retry
+                    raise
+        try:
+            answer = json.loads(data)
+        except ValueError:
+            answer = data.decode(errors="replace")
+        if not 200 <= r.status < 300:
+            raise TorchServeError(r.status, answer)
+        return answer
+
+
 # %% ../nbs/07_torchserve_deploy.ipynb #e99be0a4
 class TorchServeClient:
     "TorchServe's inference API for one model: images in, `{prediction, probabilities}` out."
@@ -112,6 +144,7 @@ class TorchServeClient:
         self.session = require("requests").Session()  # keep-alive; one client per thread
         if token:
             self.session.headers["Authorization"] = f"Bearer {token}"
+        self.connection = _Connection(self.base_url, {"Authorization": f"Bearer {token}"} if token else {}, timeout)
 
     def ping(self) -> dict:
         "`GET /ping`: the frontend's health."
@@ -137,8 +170,8 @@ class TorchServeClient:
             out = []
             for i in range(0, len(x), self.max_batch):
                 chunk = x[i:i + self.max_batch]
-                out += _answer(self.post(npy_body(chunk), "application/x-npy") if body == "npy"
-                               else self.post({"data": chunk.tolist()}))
+                out += (self.connection.post(f"/predictions/{self.model}", npy_body(chunk), "application/x-npy")
+                        if body == "npy" else _answer(self.post({"data": chunk.tolist()})))
             return out
         return [_answer(self.post(Path(im).read_bytes() if isinstance(im, (str, Path)) else im, "image/png"))
                 for im in images]
