@@ -11,7 +11,7 @@ from datetime import datetime
 from json import dumps
 from pathlib import Path
 
-from .core import ModelMissing, UsageError, say
+from .core import CourseError, ModelMissing, UsageError, say
 from .engine import docker_client
 from .loadgen import closed_loop
 from .resources import sample_stats
@@ -19,8 +19,9 @@ from .resources import sample_stats
 # to list its commands, and must start (and `doctor` report) where torch is missing
 
 # %% auto #0
-__all__ = ['GOALS', 'in_process_predictor', 'torchserve_predictor', 'triton_predictor', 'cold_start_s', 'image_bytes', 'measure',
-           'parity', 'summary', 'goals', 'run_benchmark', 'bench_command']
+__all__ = ['GOALS', 'PA_DIGITS', 'in_process_predictor', 'torchserve_predictor', 'triton_predictor', 'cold_start_s',
+           'image_bytes', 'measure', 'parity', 'summary', 'perf_summary', 'goals', 'perf_analyzer_inputs',
+           'perf_analyzer_command', 'parse_perf_analyzer', 'run_perf_analyzer', 'run_benchmark', 'bench_command']
 
 # %% ../nbs/10_serving_benchmark.ipynb #b783f640
 def in_process_predictor(weights: str | Path, threads: int = 1):
@@ -62,6 +63,12 @@ def image_bytes(tag: str) -> int:
     return int(docker_client().images.get(tag).attrs["Size"])
 
 # %% ../nbs/10_serving_benchmark.ipynb #8dba15f7
+def _cpu_s() -> float:
+    "CPU seconds this process has used (user + system, all threads)."
+    import resource
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
 def measure(server: str, protocol: str, make_predict, images, concurrencies=(1, 4, 16), batch: int | None = None,
             duration: float = 10.0, warmup: float = 2.0, container=None) -> tuple[list[dict], int | None]:
     "Closed-loop sweep of one path: single images at each concurrency, then one `batch`-image run (default: the contract's largest); also peak memory."
@@ -77,17 +84,19 @@ def measure(server: str, protocol: str, make_predict, images, concurrencies=(1, 
             sampler = threading.Thread(target=lambda: stats.extend(
                 sample_stats(container, seconds=warmup + duration, interval=1.0)), daemon=True)
             sampler.start()
+        cpu0, t0 = _cpu_s(), time.perf_counter()
         r = closed_loop(make_predict, images, concurrency=c, batch=b, duration=duration, warmup=warmup,
                         progress=False)
+        client_cpu = (_cpu_s() - cpu0) / (time.perf_counter() - t0)  # cores this process used: the load generator
         if sampler is not None:
             sampler.join(timeout=duration + warmup + 10)
             peak = max((s["mem_bytes"] for s in stats), default=None)
         rows.append({"server": server, "protocol": protocol, "concurrency": c, "batch": b,
                      "throughput": round(r["throughput"], 1), "p50_ms": round(r["p50_ms"], 3),
                      "p90_ms": round(r["p90_ms"], 3), "p99_ms": round(r["p99_ms"], 3),
-                     "errors": r["errors"], "requests": r["requests"]})
+                     "errors": r["errors"], "requests": r["requests"], "client_cpu": round(client_cpu, 2)})
         say(f"{server:10} {protocol:7} c={c:<3} batch={b:<3} {r['throughput']:8.1f} img/s  "
-            f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  errors {r['errors']}")
+            f"p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  errors {r['errors']}  client {client_cpu:.2f} cores")
     return rows, peak
 
 # %% ../nbs/10_serving_benchmark.ipynb #eb2b5208
@@ -120,8 +129,23 @@ def summary(bench: dict) -> list[dict]:
                     "batch_throughput": next(r["throughput"] for r in mine if r["batch"] > 1)})
     return out
 
+# %% ../nbs/10_serving_benchmark.ipynb #9b0917c1
+def perf_summary(bench: dict) -> list[dict]:
+    "Per server, perf_analyzer's best throughput and its ratio to the floor's best (from the Python runs), and its p99 at one client."
+    res, pa = bench["results"], bench.get("perf_analyzer", [])
+    floor_best = max(r["throughput"] for r in res if r["server"] == "in-process" and r["batch"] == 1)
+    out = []
+    for server in dict.fromkeys(r["server"] for r in pa):
+        mine = [r for r in pa if r["server"] == server]
+        best = max(mine, key=lambda r: r["throughput"])
+        seq = min(mine, key=lambda r: r["concurrency"])
+        out.append({"server": server, "tool": "perf_analyzer", "best_throughput": best["throughput"],
+                    "best_concurrency": best["concurrency"], "ratio_to_floor": round(best["throughput"] / floor_best, 3),
+                    "sequential_p99_ms": seq["p99_ms"]})
+    return out
+
 # %% ../nbs/10_serving_benchmark.ipynb #17c28621
-GOALS = {"triton_ratio": 0.5, "torchserve_ratio": 0.3, "triton_p99_ms": 10.0, "torchserve_p99_ms": 15.0,
+GOALS = {"triton_ratio": 0.8, "torchserve_ratio": 0.35, "triton_p99_ms": 10.0, "torchserve_p99_ms": 15.0,
          "cold_start_s": 8.0}
 
 def goals(bench: dict) -> dict:
@@ -136,6 +160,89 @@ def goals(bench: dict) -> dict:
     return {k: {"value": v, "goal": GOALS[k], "met": v >= GOALS[k] if op == ">=" else v <= GOALS[k]}
             for k, (v, op) in checks.items()}
 
+# %% ../nbs/10_serving_benchmark.ipynb #f147d229
+PA_DIGITS = 16  # real test digits perf_analyzer cycles through
+
+def perf_analyzer_inputs(images,  # uint8 test digits [N, 28, 28]
+                         folder: str | Path,  # written here, mounted read-only at /in
+                         ) -> Path:
+    "perf_analyzer's input data for both servers: triton.json (tensors) and torchserve.json (names of .npy bodies)."
+    import json
+    import numpy as np
+    from mnist_course.torchserve import npy_body
+    from mnist_course.triton_model import INPUT
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    x = np.asarray(images[:PA_DIGITS], dtype=np.uint8)
+    triton, ts = [], []
+    for i, d in enumerate(x):
+        triton.append({INPUT: {"content": d.astype(np.float32).ravel().tolist(), "shape": [1, 28, 28]}})
+        (folder / f"digit{i}.npy").write_bytes(npy_body(d))
+        ts.append({"TORCHSERVE_INPUT": [f"/in/digit{i}.npy"]})
+    (folder / "triton.json").write_text(json.dumps({"data": triton}))
+    (folder / "torchserve.json").write_text(json.dumps({"data": ts}))
+    for f in (folder, *folder.iterdir()):  # perf_analyzer runs as an unprivileged user
+        f.chmod(0o755 if f.is_dir() else 0o644)
+    return folder
+
+# %% ../nbs/10_serving_benchmark.ipynb #d15fd350
+def perf_analyzer_command(server: str,  # "triton" or "torchserve"
+                          address: str,  # host:port of its HTTP inference endpoint
+                          concurrency: int,  # requests in flight
+                          seconds: float = 10.0,  # about how long one measurement window set takes
+                          token: str | None = None,  # TorchServe's inference token
+                          model: str = "mnist") -> list[str]:
+    "perf_analyzer's arguments for one concurrency against `server` (inputs from `perf_analyzer_inputs` at /in)."
+    if server not in ("triton", "torchserve"):
+        raise ValueError(f"server must be 'triton' or 'torchserve', not {server!r}")
+    # perf_analyzer repeats windows until three agree within --stability-percentage; on a shared
+    # machine a tight bound may never be met (it then reports nothing), so the bound is loose:
+    # the run is one measurement, as the Python loop's is, and ratios within a run compare
+    window_ms = max(300, int(seconds * 1000 / 3))
+    cmd = ["-m", model, "-u", address, "-i", "http", "--concurrency-range", str(concurrency),
+           "--measurement-interval", str(window_ms), "--max-trials", "6", "--stability-percentage", "100"]
+    if server == "triton":
+        return cmd + ["-b", "1", "--input-data", "/in/triton.json"]
+    cmd += ["--service-kind", "torchserve", "--input-data", "/in/torchserve.json"]
+    return cmd + (["-H", f"Authorization: Bearer {token}"] if token else [])
+
+def parse_perf_analyzer(text: str) -> dict:
+    "Throughput (images/s), latency percentiles (ms) and request count from perf_analyzer's report."
+    import re
+    def number(label):
+        found = re.findall(rf"{label}: ([0-9.]+)", text)
+        if not found:
+            raise CourseError(f"perf_analyzer printed no '{label}':\n{text[-1500:]}")
+        return float(found[-1])  # the last measurement is the one reported
+    return {"throughput": round(number("Throughput"), 1), "p50_ms": number("p50 latency") / 1e3,
+            "p90_ms": number("p90 latency") / 1e3, "p99_ms": number("p99 latency") / 1e3,
+            "requests": int(number("Request count"))}
+
+# %% ../nbs/10_serving_benchmark.ipynb #05f514a0
+def run_perf_analyzer(server: str,  # "triton" or "torchserve"
+                      address: str,  # host:port of its HTTP inference endpoint
+                      concurrencies,  # one measurement per concurrency
+                      inputs: str | Path,  # a folder from `perf_analyzer_inputs`
+                      seconds: float = 10.0, token: str | None = None, owner: str = "bench") -> list[dict]:
+    "perf_analyzer in its container (host network, inputs read-only) at each concurrency: one row each."
+    from mnist_course.containers import container
+    from mnist_course.images import image_tag
+    rows = []
+    for c in concurrencies:
+        cmd = perf_analyzer_command(server, address, c, seconds, token)
+        with container(image_tag("perf-analyzer"), cmd, owner=owner, network="host",
+                       volumes={str(Path(inputs).resolve()): {"bind": "/in", "mode": "ro"}}) as pa:
+            code = pa.wait(timeout=120 + 10 * seconds)["StatusCode"]
+            text = pa.logs().decode(errors="replace")
+        # its TorchServe client prints a line per request about a timer it does not set: noise
+        text = "\n".join(l for l in text.splitlines() if "Timer not set correctly" not in l)
+        if code or "had error" in text:
+            raise CourseError(f"perf_analyzer against {server} at c={c} failed (exit {code}):\n{text[-1500:]}")
+        rows.append({"server": server, "tool": "perf_analyzer", "concurrency": c, **parse_perf_analyzer(text)})
+        say(f"{server:10} perf_analyzer c={c:<3} {rows[-1]['throughput']:8.1f} img/s  "
+            f"p50 {rows[-1]['p50_ms']:6.2f} ms  p99 {rows[-1]['p99_ms']:6.2f} ms")
+    return rows
+
 # %% ../nbs/10_serving_benchmark.ipynb #b208df43
 def run_benchmark(weights: str | Path | None = None,  # a Net state_dict (default: the trained model)
                   duration: float = 10.0,  # seconds measured per load run
@@ -143,8 +250,10 @@ def run_benchmark(weights: str | Path | None = None,  # a Net state_dict (defaul
                   concurrencies=(1, 4, 16),  # client counts of the single-image runs
                   batch: int | None = None,  # images per request of the batch run (default: the contract's largest)
                   n_parity: int = 256,  # test digits every path must agree on
+                  perf_analyzer: bool = True,  # also load each server with perf_analyzer (its image must exist)
                   torchserve_port: int = 28080, triton_port: int = 28000, owner: str = "bench") -> dict:
     "Parity and load for in-process, TorchServe and Triton (HTTP, gRPC); the JSON `mnist-course bench` writes."
+    from mnist_course.core import build_dir
     from mnist_course.images import image_tag
     from mnist_course.torchserve import TorchServe
     from mnist_course.train import ensure_trained_model, load_mnist
@@ -155,7 +264,9 @@ def run_benchmark(weights: str | Path | None = None,  # a Net state_dict (defaul
     par_x = images[:n_parity]
     floor_make = in_process_predictor(weights)
     reference = floor_make()(par_x)
-    probs, results, cold, sizes, memory = {}, [], {}, {}, {}
+    probs, results, cold, sizes, memory, pa = {}, [], {}, {}, {}, []
+    inputs = perf_analyzer_inputs(images, build_dir("bench", owner, "perf-analyzer"))
+    pa_kw = dict(concurrencies=concurrencies, inputs=inputs, seconds=duration, owner=owner)
     kw = dict(concurrencies=concurrencies, batch=batch, duration=duration, warmup=warmup)
 
     rows, _ = measure("in-process", "python", floor_make, load_images, **kw)
@@ -170,6 +281,9 @@ def run_benchmark(weights: str | Path | None = None,  # a Net state_dict (defaul
         probs["torchserve"] = make()(par_x)
         rows, memory["torchserve"] = measure("torchserve", "http", make, load_images, container=name, **kw)
         results += rows
+        if perf_analyzer:
+            pa += run_perf_analyzer("torchserve", f"127.0.0.1:{ts.ports['inference']}",
+                                    token=ts.tokens()["inference"], **pa_kw)
         sizes["torchserve"] = image_bytes(image_tag("torchserve"))
     finally:
         ts.stop()
@@ -186,14 +300,17 @@ def run_benchmark(weights: str | Path | None = None,  # a Net state_dict (defaul
             results += rows
             peaks.append(peak or 0)
         memory["triton"] = max(peaks)
+        if perf_analyzer:
+            pa += run_perf_analyzer("triton", f"127.0.0.1:{tr.ports['http']}", **pa_kw)
         sizes["triton"] = image_bytes(tr.image)
     finally:
         tr.stop()
 
     return {"results": results, "parity": {"images": n_parity, **parity(reference, probs)},
-            "cold_start_s": cold, "image_bytes": sizes, "memory_bytes": memory,
+            "cold_start_s": cold, "image_bytes": sizes, "memory_bytes": memory, "perf_analyzer": pa,
             "settings": {"duration_s": duration, "warmup_s": warmup, "concurrencies": list(concurrencies),
-                         "batch": batch, "weights": str(weights)}}
+                         "batch": batch, "weights": str(weights),
+                         "perf_analyzer_digits": PA_DIGITS if perf_analyzer else 0}}
 
 # %% ../nbs/10_serving_benchmark.ipynb #f85a3746
 def bench_command(*, json: str,  # write the full results here
@@ -209,8 +326,11 @@ def bench_command(*, json: str,  # write the full results here
         raise ModelMissing(f"no model at {model}: pass a trained state_dict")
     b = run_benchmark(model, duration=duration, warmup=warmup, concurrencies=tuple(concurrency))
     b["goals"] = goals(b)
+    b["perf_analyzer_summary"] = perf_summary(b)
     Path(json).parent.mkdir(parents=True, exist_ok=True)
     Path(json).write_text(dumps(b, indent=1))
     yield from b["results"]
+    yield from b["perf_analyzer"]
     yield {"parity": b["parity"], "cold_start_s": b["cold_start_s"], "image_bytes": b["image_bytes"],
-           "memory_bytes": b["memory_bytes"], "goals": b["goals"], "json": str(json)}
+           "memory_bytes": b["memory_bytes"], "goals": b["goals"], "perf_analyzer": b["perf_analyzer_summary"],
+           "json": str(json)}

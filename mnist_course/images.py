@@ -18,10 +18,10 @@ from .core import ImageBuildError, ImageMissing, SetupError, build_dir, cache_di
 from .engine import docker_client
 
 # %% auto #0
-__all__ = ['TORCH_CPU', 'TORCH_CUDA', 'TORCHSERVE', 'PYYAML', 'PYTRITON', 'TRITON', 'NGC_TRITON', 'TQDM', 'IMAGE_PREFIX',
-           'LOCAL_BASE', 'IMAGES', 'FINGERPRINT_LABEL', 'ImageSpec', 'image_tag', 'image_exists', 'package_closure',
-           'fingerprint', 'up_to_date', 'require_image', 'project_wheel', 'stage_context', 'build_image',
-           'build_images']
+__all__ = ['TORCH_CPU', 'TORCH_CUDA', 'TORCHSERVE', 'PYYAML', 'PYTRITON', 'TRITON', 'NGC_TRITON', 'TQDM', 'PERF_ANALYZER',
+           'TRIXIE_WHEELS', 'IMAGE_PREFIX', 'LOCAL_BASE', 'IMAGES', 'FINGERPRINT_LABEL', 'ImageSpec', 'image_tag',
+           'image_exists', 'package_closure', 'fingerprint', 'up_to_date', 'require_image', 'project_wheel',
+           'stage_context', 'build_image', 'build_images']
 
 # %% ../nbs/92_images.ipynb #d31f8a58
 TORCH_CPU = "2.13.0"  # CPU build of torch: training-cpu, TorchServe and Triton images
@@ -32,6 +32,9 @@ PYTRITON = "0.7.0"  # nvidia-pytriton: the wheel that carries tritonserver ...
 TRITON = "2.51.0"  # ... of this release (NVIDIA's container 24.10)
 NGC_TRITON = "nvcr.io/nvidia/tritonserver:24.10-py3"  # NVIDIA's image of that release: every backend, GPUs
 TQDM = "tqdm>=4.60"  # the project wheel's one dependency besides torch
+PERF_ANALYZER = "2.60.0"  # Triton's C++ load generator (the `perf-analyzer` wheel; needs glibc >= 2.38)
+# pip downloads wheels for the host; perf_analyzer's is for the trixie image, whose glibc is newer
+TRIXIE_WHEELS = ("--platform", "manylinux_2_38_x86_64", "--python-version", "3.13")
 # The repository part of every tag. A second checkout sharing the engine (a branch, a teacher's
 # copy) sets MNIST_COURSE_IMAGES to keep its images apart from this one's.
 IMAGE_PREFIX = os.environ.get("MNIST_COURSE_IMAGES", "mnist-course")
@@ -46,9 +49,11 @@ class ImageSpec:
     doc: str  # one line: what is in it
     dockerfile: str | None = None  # relative to the checkout; its folder is the build context's base
     script: str | None = None  # or: a script called with the tag that builds the image itself
+    script_args: tuple = ()  # the script's arguments after the tag
     buildargs: dict = field(default_factory=dict)  # the Dockerfile's ARGs: the pins
     wheels: tuple = ()  # requirements `pip download`ed, with their dependencies, into the context's wheels/
     wheels_no_deps: tuple = ()  # requirements downloaded without their dependencies
+    wheel_target: tuple = ()  # pip download's --platform/--python-version for wheels_no_deps, if not the host's
     project_wheel: bool = False  # build this package's wheel into wheels/ too
     runs: tuple = ()  # the package's modules the image runs (with what they import): its code, for `fingerprint`
     host_files: dict = field(default_factory=dict)  # absolute host path -> name in the context
@@ -82,6 +87,13 @@ IMAGES: dict[str, ImageSpec] = {s.name: s for s in [
               dockerfile="docker/triton/Dockerfile", buildargs={"PYTRITON_VERSION": PYTRITON, "TORCH_VERSION": TORCH_CPU},
               wheels=(f"torch=={TORCH_CPU}", TQDM), wheels_no_deps=(f"nvidia-pytriton=={PYTRITON}",),
               project_wheel=True, runs=("triton_model",)),
+    ImageSpec("trixie", f"{IMAGE_PREFIX}/python:3.13-trixie",
+              "Debian trixie minbase + Python 3.13, made with debootstrap: a glibc new enough for perf_analyzer",
+              script="docker/base/build-python-base.sh", script_args=("trixie",), base=None),
+    ImageSpec("perf-analyzer", f"{IMAGE_PREFIX}/perf-analyzer:{PERF_ANALYZER}",
+              f"Triton's perf_analyzer {PERF_ANALYZER} (C++) on trixie: load for Triton and TorchServe from outside Python",
+              dockerfile="docker/perf_analyzer/Dockerfile", buildargs={"PERF_ANALYZER_VERSION": PERF_ANALYZER},
+              wheels_no_deps=(f"perf-analyzer=={PERF_ANALYZER}",), wheel_target=TRIXIE_WHEELS, base="trixie"),
 ]}
 
 def image_tag(name: str) -> str:
@@ -162,10 +174,10 @@ def require_image(tag: str, client=None) -> None:
     raise ImageMissing(f"image {tag} is not on this engine: {fix}")
 
 # %% ../nbs/92_images.ipynb #12d530cf
-def _pip_download(reqs, dest: Path, no_deps: bool = False) -> None:
-    "Fill `dest` with wheels for `reqs` (pip's cache makes repeats quick)."
+def _pip_download(reqs, dest: Path, no_deps: bool = False, target: tuple = ()) -> None:
+    "Fill `dest` with wheels for `reqs` (for the host, or for `target`: pip's --platform/--python-version)."
     cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(dest),
-           *(["--no-deps"] if no_deps else []), *reqs]
+           *(["--no-deps"] if no_deps else []), *target, *reqs]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode:
         raise SetupError(f"pip download {' '.join(reqs)} failed:\n{r.stderr[-2000:]}")
@@ -224,7 +236,7 @@ def stage_context(name: str) -> Path:
         if spec.wheels:
             _pip_download(spec.wheels, cache)
         if spec.wheels_no_deps:
-            _pip_download(spec.wheels_no_deps, cache, no_deps=True)
+            _pip_download(spec.wheels_no_deps, cache, no_deps=True, target=spec.wheel_target)
         _copy_into(cache, wheels)
         if spec.project_wheel:
             project_wheel(wheels)
@@ -246,7 +258,7 @@ def build_image(name: str,  # a row of `IMAGES`
         if spec.base and not base_image:
             build_image(spec.base, progress=progress, client=client)
         if spec.script:
-            r = subprocess.run(["bash", str(project_root() / spec.script), spec.tag])
+            r = subprocess.run(["bash", str(project_root() / spec.script), spec.tag, *spec.script_args])
             if r.returncode:
                 raise ImageBuildError(f"{spec.script} failed (exit {r.returncode}): see its output above")
         else:

@@ -29,8 +29,9 @@ except ImportError:  # in a TorchServe worker: the archive carries mnist_course/
     _spec.loader.exec_module(contract)
 
 # %% auto #0
-__all__ = ['MAX_BODY_BYTES', 'MAX_IMAGE_PIXELS', 'IMAGE_FORMATS', 'FORM_HINT', 'BadInput', 'decode_image', 'decode_array',
-           'decode_request', 'decode_batch', 'answer_batch', 'MnistHandler', 'handle']
+__all__ = ['MAX_BODY_BYTES', 'MAX_IMAGE_PIXELS', 'IMAGE_FORMATS', 'NPY_MAGIC', 'NPY_DTYPES', 'FORM_HINT', 'BadInput',
+           'decode_image', 'decode_array', 'decode_npy', 'decode_request', 'decode_batch', 'answer_batch',
+           'MnistHandler', 'handle']
 
 # %% ../nbs/06_torchserve_handler.ipynb #863b55c1
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: a 28x28 PNG is under 1 KB, a JSON batch of 64 digits ~150 KB
@@ -105,6 +106,39 @@ def decode_array(x) -> tuple[torch.Tensor, bool]:
         raise BadInput(why)
     return t.float().reshape(-1, contract.IMAGE_SIZE, contract.IMAGE_SIZE), len(shape) == 3
 
+# %% ../nbs/06_torchserve_handler.ipynb #5f156fe6
+NPY_MAGIC = b"\x93NUMPY"
+NPY_DTYPES = {"|u1": torch.uint8, "<f4": torch.float32}  # what a client sends: stored grey levels, or floats
+
+def decode_npy(raw: bytes) -> tuple[torch.Tensor, bool]:
+    "An `.npy` body (uint8 or float32, [28, 28] or [N, 28, 28]) as [N, 28, 28] floats, and whether it was a batch."
+    import ast
+    if len(raw) < 10 or raw[6] not in (1, 2, 3):
+        raise BadInput("truncated .npy header")
+    size, start = (int.from_bytes(raw[8:10], "little"), 10) if raw[6] == 1 else (int.from_bytes(raw[8:12], "little"), 12)
+    try:
+        header = ast.literal_eval(raw[start:start + size].decode("latin1"))
+        descr, fortran, shape = header["descr"], header["fortran_order"], tuple(header["shape"])
+    except (ValueError, SyntaxError, KeyError, TypeError):
+        raise BadInput("unreadable .npy header") from None
+    if descr not in NPY_DTYPES or fortran:
+        raise BadInput(f".npy of dtype {descr!r}{' in Fortran order' if fortran else ''}: send uint8 or float32, C order", 415)
+    data = raw[start + size:]
+    dtype = NPY_DTYPES[descr]
+    n = 1
+    for d in shape:
+        n *= int(d)
+    if len(data) != n * dtype.itemsize:
+        raise BadInput(f".npy holds {len(data)} bytes of data, its shape {list(shape)} needs {n * dtype.itemsize}")
+    batched = len(shape) in (3, 4)
+    if len(shape) not in (2, 3, 4) or not n:
+        raise BadInput(f"expected a 28x28 array or a list of them, got shape {list(shape)}")
+    t = torch.frombuffer(bytearray(data), dtype=dtype).reshape(shape)
+    if why := contract.pixel_problem(t):
+        raise BadInput(why, 413 if "images in one request" in why else 400)
+    return t.float().reshape(-1, contract.IMAGE_SIZE, contract.IMAGE_SIZE), batched
+
+
 # %% ../nbs/06_torchserve_handler.ipynb #6de72211
 _SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff")
 
@@ -149,6 +183,8 @@ def _decode_value(value):
             raise BadInput(f"body is {len(value)} bytes: at most {MAX_BODY_BYTES}", 413)
         if not value.strip():
             raise BadInput("empty body")
+        if bytes(value[:6]) == NPY_MAGIC:
+            return decode_npy(bytes(value))
         if bytes(value[:8]).startswith(_SIGNATURES):
             return decode_image(bytes(value)), False
         try:
@@ -216,6 +252,9 @@ class MnistHandler(BaseHandler):
         weights = Path(props["model_dir"]) / self.manifest["model"]["serializedFile"]
         config = (getattr(context, "model_yaml_config", None) or {}).get("handler") or {}
         torch.set_num_threads(int(config.get("torch_threads", 1)))
+        # The worker logs a line and prints metric lines for every request at INFO, each carried
+        # to the frontend through a pipe and logged again there: at WARNING only problems travel.
+        logging.getLogger().setLevel(config.get("log_level", "WARNING"))
         self.device = torch.device("cpu")
         self.model = contract.load_model(weights, self.device)
         self.initialized = True

@@ -61,10 +61,10 @@ def torchscript(model: nn.Module,  # takes [N, 1, 28, 28]
 # %% ../nbs/08_triton_model_repository.ipynb #9f05c001
 def python_config(name: str = "mnist",  # model name = folder name
                   max_batch_size: int = contract.MAX_BATCH,  # largest batch one request (or one merged execution) may carry
-                  queue_delay_us: int = 2000,  # dynamic batching: how long a request may wait for others
-                  instances: int = 1,  # model copies on the CPU
+                  queue_delay_us: int = 500,  # dynamic batching: how long a request may wait for others
+                  instances: int = 2,  # model copies on the CPU
                   num_versions: int = 2,  # serve the newest `num_versions` version folders
-                  torch_threads: int = 2,  # intra-op threads of each instance
+                  torch_threads: int = 1,  # intra-op threads of each instance
                   ) -> str:
     "The `config.pbtxt` of the python-backend MNIST model."
     return f'''\
@@ -169,9 +169,9 @@ def write_repository(state_dict: str | Path,  # the trained model (a `Net` state
                      root: str | Path,  # the repository folder (replaced if it exists)
                      name: str = "mnist",  # the python-backend model's name
                      max_batch_size: int = contract.MAX_BATCH,  # images per request (and per merged execution)
-                     queue_delay_us: int = 2000,  # dynamic batching: how long a request may wait for others
-                     instances: int = 1,  # model copies
-                     torch_threads: int = 2,  # torch threads of each copy
+                     queue_delay_us: int = 500,  # dynamic batching: how long a request may wait for others
+                     instances: int = 2,  # model copies
+                     torch_threads: int = 1,  # torch threads of each copy
                      libtorch: bool = True,  # also write the TorchScript model for NVIDIA's image
                      libtorch_kind: str = "KIND_GPU",  # its instance kind
                      ) -> Path:
