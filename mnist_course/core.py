@@ -11,16 +11,17 @@ import inspect
 import io
 import json
 import os
+import re
 import sys
 import tokenize
 from pathlib import Path
 from typing import Callable, Union, get_args, get_origin
 
 # %% auto #0
-__all__ = ['COURSE_EXTRA', 'project_root', 'data_dir', 'mnist_raw_dir', 'build_dir', 'cache_dir', 'emit', 'say', 'CourseError',
-           'UsageError', 'MissingExtra', 'EngineUnavailable', 'ImageMissing', 'ImageBuildError', 'PortTaken',
-           'NameTaken', 'ModelMissing', 'DataMissing', 'SetupError', 'ServerFailed', 'NotReadyInTime', 'NotReady',
-           'require', 'param_comments', 'add_params', 'to_argv', 'Command', 'run']
+__all__ = ['COURSE_EXTRA', 'project_root', 'data_dir', 'mnist_raw_dir', 'build_dir', 'code_bytes', 'cache_dir', 'emit', 'say',
+           'CourseError', 'UsageError', 'MissingExtra', 'EngineUnavailable', 'ImageMissing', 'ImageBuildError',
+           'PortTaken', 'NameTaken', 'ModelMissing', 'DataMissing', 'SetupError', 'ServerFailed', 'NotReadyInTime',
+           'NotReady', 'require', 'param_comments', 'add_params', 'to_argv', 'Command', 'run']
 
 # %% ../nbs/90_core.ipynb #907f18af
 def project_root(start: str | Path | None = None,  # where to start looking (default: the working directory)
@@ -49,6 +50,11 @@ def build_dir(*parts: str) -> Path:
     d = project_root() / "build" / Path(*parts)
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+def code_bytes(path: str | Path) -> bytes:
+    "A file's bytes for a fingerprint; for a module, without nbdev's `# %% ` cell markers (they move when cells are split or merged, the code does not)."
+    data = Path(path).read_bytes()
+    return re.sub(rb"(?m)^# %% .*\n", b"", data) if str(path).endswith(".py") else data
 
 def cache_dir(*parts: str) -> Path | None:
     "A folder kept between checkouts, for what only changes with its inputs: under $MNIST_COURSE_CACHE (default ~/.cache/mnist-course); None when that is `off`."

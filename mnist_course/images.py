@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -14,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import ImageBuildError, ImageMissing, SetupError, build_dir, cache_dir, project_root, require
+from .core import ImageBuildError, ImageMissing, SetupError, build_dir, cache_dir, code_bytes, project_root, require
 from .engine import docker_client
 
 # %% auto #0
@@ -146,10 +145,7 @@ def fingerprint(name: str) -> str | None:
         files += [root / "mnist_course" / f"{m}.py" for m in package_closure(spec.runs)] + [root / "settings.ini"]
     for p in files:
         h.update(str(p.relative_to(root) if p.is_relative_to(root) else p).encode())
-        data = p.read_bytes() if p.is_file() else b"(missing)"  # a checkout without the file: never up to date, never a crash
-        if p.suffix == ".py":  # nbdev's cell markers move when cells are split or merged; the code does not
-            data = re.sub(rb"(?m)^# %% .*\n", b"", data)
-        h.update(data)
+        h.update(code_bytes(p) if p.is_file() else b"(missing)")  # a checkout without the file: never up to date, never a crash
     return h.hexdigest()[:16]
 
 FINGERPRINT_LABEL = "mnist-course.fingerprint"  # the image label that records what an image was built from

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import Command, DataMissing, UsageError, build_dir, cache_dir, data_dir, mnist_raw_dir, run
+from .core import Command, DataMissing, UsageError, build_dir, cache_dir, code_bytes, data_dir, mnist_raw_dir, run
 from .model import MNIST_MEAN, MNIST_STD, Net, normalise
 from .resources import cpu_threads
 
@@ -305,13 +305,13 @@ def train(epochs: int = 14,  # number of epochs to train
 # %% ../nbs/04_mnist_training.ipynb #33b1e15a
 def trained_model_cache() -> Path | None:
     "Where `ensure_trained_model` keeps a model trained by this exact code: under $MNIST_COURSE_CACHE (default ~/.cache/mnist-course; `off`: nowhere)."
-    import hashlib, re
+    import hashlib
     import mnist_course
     if (root := cache_dir("models")) is None:
         return None
     h = hashlib.sha256(f"torch {torch.__version__}, bf16 native {bf16_native()}".encode())
-    for m in ("core", "model", "resources", "train"):  # nbdev's cell markers move; the code does not
-        h.update(re.sub(rb"(?m)^# %% .*\n", b"", (Path(mnist_course.__file__).parent / f"{m}.py").read_bytes()))
+    for m in ("core", "model", "resources", "train"):
+        h.update(code_bytes(Path(mnist_course.__file__).parent / f"{m}.py"))
     return root / h.hexdigest()[:16] / MODEL_FILE
 
 def ensure_trained_model(path: str | Path | None = None,  # default: build/models/mnist_cnn.pt
