@@ -172,11 +172,19 @@ def require_image(tag: str, client=None) -> None:
 # %% ../nbs/92_images.ipynb #12d530cf
 def _pip_download(reqs, dest: Path, no_deps: bool = False, target: tuple = ()) -> None:
     "Fill `dest` with wheels for `reqs` (for the host, or for `target`: pip's --platform/--python-version)."
-    cmd = [sys.executable, "-m", "pip", "download", "--quiet", "--only-binary=:all:", "--dest", str(dest),
-           *(["--no-deps"] if no_deps else []), *target, *reqs]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    import hashlib
+    args = ["--only-binary=:all:", *(["--no-deps"] if no_deps else []), *target, *reqs]
+    # what an earlier download of exactly these requirements saved: while those files are all there,
+    # pip (seconds of asking the index for the same pins) is not asked again
+    record = dest.parent / f"{dest.name}.{hashlib.sha256(' '.join(args).encode()).hexdigest()[:12]}.downloaded"
+    if record.exists() and all((dest / w).exists() for w in record.read_text().split()):
+        return
+    r = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(dest), *args],
+                       capture_output=True, text=True)
     if r.returncode:
         raise SetupError(f"pip download {' '.join(reqs)} failed:\n{r.stderr[-2000:]}")
+    # pip reports nothing with --quiet: record every wheel, those from earlier downloads too (a superset is safe)
+    record.write_text("\n".join(sorted(p.name for p in dest.glob("*.whl"))) + "\n")
 
 _WHEEL_LOCK = threading.Lock()  # setuptools builds in the checkout's build/: one wheel at a time
 
