@@ -28,9 +28,7 @@ venv: $(STAMP)
 
 $(STAMP): setup.py settings.ini
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (3.10+)"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(TIMED) venv $(BIN)/pip install --quiet --disable-pip-version-check $(TORCH) 2>&1 | grep -v "^WARNING: Location" || true
-	$(TIMED) venv $(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(TIMED) venv $(PYTHON) tests/make_venv.py $(VENV) $(TORCH)
 	$(BIN)/python -c "import mnist_course, torch, torchvision, papermill, nbdev, docker"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "mnist-course (.venv)" >/dev/null
 	touch $(STAMP)
@@ -48,7 +46,7 @@ course-quick: setup
 # under papermill with CI parameters, JupyterLab and the course site in headless Chromium, then
 # nothing the suite started may be left running.
 test: setup check-clean
-	$(TIMED) nbdev_test $(BIN)/nbdev_test --n_workers 1 --timing
+	$(TIMED) nbdev_test $(BIN)/nbdev_test --n_workers 2 --timing
 	$(TIMED) notebooks-and-browser $(BIN)/python -m pytest tests
 	@$(TIMED) --summary
 
