@@ -133,6 +133,7 @@ def train_ddp(epochs: int = 14,  # number of epochs to train
               resume: bool = False,  # continue from rank 0's OUT_DIR/checkpoint.pt
               num_threads: int | None = None,  # torch threads per rank (default: the cores its cgroup allows)
               max_batches: int | None = None,  # stop each epoch after this many steps
+              max_test_images: int | None = None,  # rank 0 tests on the first N of the 10,000 test images (default: all)
               checkpoint_every: int = 100,  # steps between rank 0's checkpoints, 0 for epoch ends only
               dry_run: bool = False,  # one step, then evaluate
               quiet: bool = False,  # no log lines
@@ -146,6 +147,8 @@ def train_ddp(epochs: int = 14,  # number of epochs to train
     try:
         if batch_size % world:
             raise UsageError(f"--batch-size {batch_size} does not split evenly over {world} ranks")
+        if max_test_images is not None and max_test_images < 1:
+            raise UsageError(f"--max-test-images must be at least 1, not {max_test_images}")
         torch.set_num_threads(num_threads or cpu_threads())
         out = Path(out_dir or os.environ.get("MNIST_OUT_DIR") or ".")
         out.mkdir(parents=True, exist_ok=True)
@@ -186,7 +189,7 @@ def _run_epochs(rank, world, out, parts, o: dict) -> dict:
         if o["checkpoint_every"] and (b + 1) % o["checkpoint_every"] == 0 and b + 1 < n_batches:
             checkpoint()
 
-    test = load_mnist("test", o["data_dir"]) if rank == 0 else None
+    test = tuple(t[:o["max_test_images"]] for t in load_mnist("test", o["data_dir"])) if rank == 0 else None
     for epoch in range(state["epoch"], epochs + 1):
         sampler.set_epoch(epoch - 1)  # a new shuffle each epoch, the same on every rank
         start, t0 = state["batch"], time.perf_counter()

@@ -214,12 +214,14 @@ def train_epoch(model, opt, images, labels,
 
 # %% ../nbs/04_mnist_training.ipynb #dc7c8f58
 def _setup(epochs, batch_size, test_batch_size, log_interval, quiet, num_threads, out_dir,
-           lr, gamma, accel, seed, data_dir, max_batches):
+           lr, gamma, accel, seed, data_dir, max_batches, max_test_images=None):
     "Check the arguments; the log, output folder, device, data, model, optimizer, scheduler, shuffling and batches per epoch."
     for name, value in (("epochs", epochs), ("batch-size", batch_size), ("test-batch-size", test_batch_size),
                         ("log-interval", log_interval)):
         if value < 1:
             raise UsageError(f"--{name} must be at least 1, not {value}")
+    if max_test_images is not None and max_test_images < 1:
+        raise UsageError(f"--max-test-images must be at least 1, not {max_test_images}")
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     # In a container limited with --cpus, torch still starts one thread per host core and the
     # quota then stalls them all; cpu_threads() counts the cores the cgroup actually allows.
@@ -228,7 +230,8 @@ def _setup(epochs, batch_size, test_batch_size, log_interval, quiet, num_threads
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(accel)
     torch.manual_seed(seed)
-    (images, labels), test = load_mnist("train", data_dir), load_mnist("test", data_dir)
+    (images, labels) = load_mnist("train", data_dir)
+    test = tuple(t[:max_test_images] for t in load_mnist("test", data_dir))  # [:None]: all of them
     if device.type != "cpu":  # the whole data set fits on any accelerator: copy it once
         images, labels = images.to(device), labels.to(device)
     model = prepare_model(Net(), device)
@@ -261,6 +264,7 @@ def train(epochs: int = 14,  # number of epochs to train
           num_threads: int | None = None,  # torch intra-op threads (default: the whole cores allowed, --cpus quota included)
           metrics_json: str | None = None,  # write per-epoch loss, accuracy, images/s and seconds here
           max_batches: int | None = None,  # stop each epoch after this many batches
+          max_test_images: int | None = None,  # test on the first N of the 10,000 test images (default: all)
           checkpoint_every: int = 100,  # batches between checkpoints, 0 for epoch ends only
           bf16: bool = False,  # bfloat16 autocast even where it is not the default (emulated on CPUs without bf16: slower)
           fp32: bool = False,  # float32 throughout: no bfloat16 autocast, not even on CPUs with native bf16
@@ -274,7 +278,7 @@ def train(epochs: int = 14,  # number of epochs to train
     epochs, max_batches = (1, 1) if dry_run else (epochs, max_batches)
     log, out, device, (images, labels), test, model, opt, sched, shuffle, n_batches = _setup(
         epochs, batch_size, test_batch_size, log_interval, quiet, num_threads, out_dir, lr, gamma, accel, seed,
-        data_dir, max_batches)
+        data_dir, max_batches, max_test_images)
     bf16 = bf16 or (not fp32 and device.type == "cpu" and bf16_native())  # the default only where it is native
     ckpt = out / CHECKPOINT
     state = _restore(ckpt, model, opt, sched, shuffle, resume, n_batches, log)
