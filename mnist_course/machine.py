@@ -86,12 +86,24 @@ class Check:
 MIN_FREE_GB = 5  # what the lessons write once the images exist: models, archives, executed notebooks
 COURSE_PACKAGES = ("docker", "requests", "numpy", "PIL", "tritonclient", "ts", "papermill")
 
-def _module_version(module: str) -> tuple[bool, str]:
-    "Import `module` in a fresh interpreter: (worked, version or error)."
+_IMPORT_EACH = """
+import importlib, json, sys
+seen = {}
+for name in sys.argv[1:]:
+    try:
+        seen[name] = [True, str(getattr(importlib.import_module(name), "__version__", "present"))]
+    except Exception as e:
+        seen[name] = [False, f"{type(e).__name__}: {e}"]
+print(json.dumps(seen))
+"""
+
+def _module_versions(*modules: str) -> dict[str, tuple[bool, str]]:
+    "Import `modules` in one fresh interpreter (torch costs seconds to import): {module: (worked, version or error)}."
     import sys
-    code = f"import {module} as m; print(getattr(m, '__version__', 'present'))"
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    return (True, r.stdout.strip()) if r.returncode == 0 else (False, (r.stderr.strip().splitlines() or ["?"])[-1])
+    r = subprocess.run([sys.executable, "-c", _IMPORT_EACH, *modules], capture_output=True, text=True)
+    if r.returncode:  # the interpreter itself died, in a native library: every module gets its last words
+        return {m: (False, (r.stderr.strip().splitlines() or ["?"])[-1]) for m in modules}
+    return {m: tuple(v) for m, v in json.loads(r.stdout.strip().splitlines()[-1]).items()}
 
 def _installed(module: str) -> bool:
     "Whether `module` could be imported (without importing it)."
@@ -129,8 +141,7 @@ def doctor(images: tuple | None = None,  # image names to check (default: all of
     bad = {k: v for k, v in check_mnist().items() if v != "ok"}
     checks.append(Check("mnist", not bad, "4 idx files, md5 verified" if not bad else json.dumps(bad),
                         "" if not bad else "mnist-course data"))
-    for mod in ("torch", "torchvision"):
-        ok, seen = _module_version(mod)
+    for mod, (ok, seen) in _module_versions("torch", "torchvision").items():
         checks.append(Check(mod, ok, seen, "" if ok else "make setup (installs the virtual environment)"))
     free = shutil.disk_usage(project_root()).free / 1e9
     checks.append(Check("disk", free >= min_free_gb, f"{free:.1f} GB free at {project_root()}",

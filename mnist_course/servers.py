@@ -108,10 +108,13 @@ class Server:
               client=None,
               **options):  # passed to `launch`
         "Check everything, start the server for `model` and wait until it is ready."
-        from mnist_course.train import ensure_trained_model  # torch, only when a server starts
         name, owner = name or cls.default_name(), owner or cls.kind
         ports = cls.ports_at(port_base or cls.default_port_base)
-        weights = Path(model) if model else ensure_trained_model()
+        if model:
+            weights = Path(model)
+        else:  # torch (a second to import) only here: a command that fails its checks fails at once
+            from mnist_course.train import ensure_trained_model
+            weights = ensure_trained_model()
         if not weights.is_file():
             raise ModelMissing(f"no model at {weights}: pass a trained state_dict (.pt, e.g. build/models/mnist_cnn.pt; "
                                "`mnist-train --save-model` writes one)")
