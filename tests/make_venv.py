@@ -132,6 +132,7 @@ def main(argv: list[str]) -> None:
         sys.exit(__doc__)
     venv, requirements = Path(argv[0]).absolute(), argv[1:]
     key, t0 = deps_key(requirements), time.time()
+    # mnist_course.core.cache_dir's rule, which cannot be imported before this venv exists
     setting = os.environ.get("MNIST_COURSE_CACHE", "")
     cache = None if setting == "off" else Path(setting or Path.home() / ".cache" / "mnist-course")
     if venv.exists() or cache is None:
