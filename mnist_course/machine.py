@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import tarfile
@@ -15,7 +16,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import CourseError, EngineUnavailable, MissingExtra, SetupError, mnist_raw_dir, project_root
+from .core import (CourseError, EngineUnavailable, MissingExtra, SetupError, cache_dir, mnist_raw_dir,
+                               project_root)
 from .engine import docker_client, engine_info, ensure_engine, ensure_host_packages
 from .images import IMAGES, build_images, image_exists, up_to_date
 
@@ -105,6 +107,32 @@ def _module_versions(*modules: str) -> dict[str, tuple[bool, str]]:
         return {m: (False, (r.stderr.strip().splitlines() or ["?"])[-1]) for m in modules}
     return {m: tuple(v) for m, v in json.loads(r.stdout.strip().splitlines()[-1]).items()}
 
+def _dist_stamp(module: str) -> list | None:
+    "Where `module`'s installed distribution records its files, and that record's inode, size and mtime; None if not installed."
+    from importlib import metadata
+    try:
+        record = metadata.distribution(module).locate_file(f"{module}-{metadata.version(module)}.dist-info/RECORD")
+        st = Path(record).stat()
+    except (metadata.PackageNotFoundError, OSError):
+        return None
+    return [str(record), st.st_ino, st.st_size, st.st_mtime_ns]
+
+def _checked_versions(*modules: str) -> dict[str, tuple[bool, str]]:
+    "`_module_versions`, remembered in the course cache while the interpreter, PYTHONPATH and each distribution's RECORD file stay the same."
+    import sys
+    folder = cache_dir("doctor")
+    key = hashlib.sha256(json.dumps([sys.executable, sys.prefix, os.environ.get("PYTHONPATH", ""),
+                                     *[_dist_stamp(m) for m in modules]]).encode()).hexdigest()[:16]
+    f = folder / f"imports-{key}.json" if folder else None
+    if f and f.is_file():
+        return {m: tuple(v) for m, v in json.loads(f.read_text()).items()}
+    seen = _module_versions(*modules)
+    if f and all(ok for ok, _ in seen.values()):  # only an import that worked is remembered; a failure is asked again
+        tmp = f.with_suffix(f".{os.getpid()}")
+        tmp.write_text(json.dumps(seen))
+        tmp.replace(f)  # doctors running side by side each write a whole file
+    return seen
+
 def _installed(module: str) -> bool:
     "Whether `module` could be imported (without importing it)."
     import importlib.util, sys
@@ -141,7 +169,7 @@ def doctor(images: tuple | None = None,  # image names to check (default: all of
     bad = {k: v for k, v in check_mnist().items() if v != "ok"}
     checks.append(Check("mnist", not bad, "4 idx files, md5 verified" if not bad else json.dumps(bad),
                         "" if not bad else "mnist-course data"))
-    for mod, (ok, seen) in _module_versions("torch", "torchvision").items():
+    for mod, (ok, seen) in _checked_versions("torch", "torchvision").items():
         checks.append(Check(mod, ok, seen, "" if ok else "make setup (installs the virtual environment)"))
     free = shutil.disk_usage(project_root()).free / 1e9
     checks.append(Check("disk", free >= min_free_gb, f"{free:.1f} GB free at {project_root()}",
