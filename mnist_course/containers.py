@@ -44,9 +44,20 @@ def lookup(name_or_container, client=None):
     except docker.errors.NotFound:
         return None
 
+def _kill(c, signal: str = "SIGKILL") -> None:
+    "Send `signal` to a container; nothing if it has already exited."
+    docker = require("docker")
+    try:
+        c.kill(signal=signal)
+    except docker.errors.APIError as e:
+        if "is not running" not in str(e):
+            raise
+
 def stop_container(name_or_container,  # a name, an id or a `Container`
                    timeout: float = 5,  # seconds between SIGTERM and SIGKILL
-                   client=None) -> bool:
+                   client=None,
+                   drained: str | None = None,  # a log line after which the rest of the shutdown only frees memory
+                   ) -> bool:
     "Stop and remove a container (`docker stop` + `docker rm -v`); False if it did not exist."
     docker = require("docker")
     client = client or docker_client()
@@ -54,7 +65,17 @@ def stop_container(name_or_container,  # a name, an id or a `Container`
     if c is None:
         return False
     try:
-        c.stop(timeout=int(round(timeout)))
+        if drained:  # SIGTERM; SIGKILL as soon as the container logs `drained` (or exits, or `timeout` passes)
+            _kill(c, "SIGTERM")
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                c.reload()
+                if c.status != "running" or drained.encode() in c.logs(tail=50):
+                    break
+                time.sleep(0.05)
+            _kill(c)
+        else:
+            c.stop(timeout=int(round(timeout)))
         c.remove(force=True, v=True)
     except docker.errors.NotFound:  # removed meanwhile (e.g. started with auto_remove)
         return False
@@ -115,6 +136,7 @@ def container(image: str,  # image name
               name: str | None = None,  # container name (default: `unique_name(owner)`)
               network: str = "none",  # "none", "host" or "container:NAME"
               stop_timeout: float = 5,  # seconds between SIGTERM and SIGKILL on the way out
+              drained: str | None = None,  # SIGKILL as soon as this line is logged (see `stop_container`)
               client=None,
               **run_kwargs):
     "Run a container for the duration of a `with` block; it is stopped and removed however the block ends."
@@ -124,7 +146,7 @@ def container(image: str,  # image name
     try:
         yield c
     finally:
-        stop_container(c, timeout=stop_timeout, client=client)
+        stop_container(c, timeout=stop_timeout, client=client, drained=drained)
 
 def remove_containers(owner: str | None = None,  # one owner's containers (default: every course container)
                       client=None) -> list[str]:

@@ -33,6 +33,7 @@ class Server:
     port_names: ClassVar[tuple] = ()  # the ports, in order from the port base
     default_port_base: ClassVar[int] = 0
     image_name: ClassVar[str] = ""  # the row of IMAGES it runs unless told otherwise
+    drained_log: ClassVar[str] = ""  # the log line after which its shutdown only frees memory (see `stop_container`)
 
     # ---- what each server fills in ----
     def launch(self, weights: Path) -> tuple[list, dict]:
@@ -137,7 +138,7 @@ class Server:
 
     def stop(self) -> bool:
         "Stop and remove the container and forget the server; False if it was not running."
-        stopped = stop_container(self.container, timeout=10)
+        stopped = stop_container(self.container, timeout=10, drained=self.drained_log or None)
         self.state_file.unlink(missing_ok=True)
         return stopped
 
@@ -226,6 +227,6 @@ def stop(server: type[Server],
         ):
     "Stop and remove a server's container (nothing happens if it is not running)."
     name = name or server.default_name()
-    stopped = stop_container(name, timeout=10)
+    stopped = stop_container(name, timeout=10, drained=server.drained_log or None)
     (build_dir(server.kind) / name / "server.json").unlink(missing_ok=True)
     yield {"server": server.kind, "container": name, "stopped": stopped}

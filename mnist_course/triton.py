@@ -138,6 +138,8 @@ class Triton(_TritonAccess, Server):
     "Triton in a container serving the MNIST model: its URLs and clients."
     kind, image_name, default_port_base = "triton", "triton", 8000
     port_names = ("http", "grpc", "metrics")
+    # logged on SIGTERM once no inference is in flight; what follows is unloading the models (section 12)
+    drained_log = "All models are stopped, unloading models"
 
     def launch(self, weights: Path,
                gpus: bool = False,  # give the container every GPU (NVIDIA's image and container runtime)
