@@ -50,7 +50,7 @@ def data(force: bool = False,  # fetch again even if the files verify
     for name, state in machine.check_mnist().items():
         yield {"file": str(raw / name), "md5": machine.MNIST_MD5[name], "state": state}
 
-def images(only: list[str] | None = None,  # any of: busybox hello-world python train-cpu train-gpu torchserve triton trixie perf-analyzer (default: all)
+def images(only: list[str] | None = None,  # any of: busybox hello-world python torch-cpu torch-gpu train-cpu train-gpu torchserve triton trixie perf-analyzer (default: all)
            force: bool = False,  # rebuild even if the image exists (the layer cache still applies)
            base_image: str | None = None,  # an official base instead of the local one, e.g. python:3.11-slim-bookworm
           ):

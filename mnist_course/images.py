@@ -67,14 +67,20 @@ IMAGES: dict[str, ImageSpec] = {s.name: s for s in [
               dockerfile="docker/hello/Dockerfile", base="busybox"),
     ImageSpec("python", LOCAL_BASE, "Debian bookworm minbase + Python 3.11, made with debootstrap",
               script="docker/base/build-python-base.sh", base=None),
+    ImageSpec("torch-cpu", f"{IMAGE_PREFIX}/torch:{TORCH_CPU}-cpu",
+              f"a venv at /opt/venv with the CPU build of torch {TORCH_CPU}: the base of train-cpu",
+              dockerfile="docker/torch/Dockerfile", buildargs={"TORCH_VERSION": TORCH_CPU},
+              wheels=(f"torch=={TORCH_CPU}", TQDM)),
+    ImageSpec("torch-gpu", f"{IMAGE_PREFIX}/torch:{TORCH_CUDA}-cuda",
+              f"a venv at /opt/venv with the CUDA build of torch {TORCH_CUDA}: the base of train-gpu",
+              dockerfile="docker/torch/Dockerfile", buildargs={"TORCH_VERSION": TORCH_CUDA},
+              wheels=(f"torch=={TORCH_CUDA}", TQDM)),
     ImageSpec("train-cpu", f"{IMAGE_PREFIX}/train-cpu:{TORCH_CPU}",
               f"mnist-train on the CPU build of torch {TORCH_CPU}: non-root, data read-only at /data, output at /out",
-              dockerfile="docker/train/Dockerfile", buildargs={"TORCH_VERSION": TORCH_CPU},
-              wheels=(f"torch=={TORCH_CPU}", TQDM), project_wheel=True, runs=("train",)),
+              dockerfile="docker/train/Dockerfile", project_wheel=True, runs=("train",), base="torch-cpu"),
     ImageSpec("train-gpu", f"{IMAGE_PREFIX}/train-gpu:{TORCH_CUDA}",
               f"mnist-train on the CUDA build of torch {TORCH_CUDA}: `--gpus all` on a GPU host, the CPU elsewhere",
-              dockerfile="docker/train/Dockerfile", buildargs={"TORCH_VERSION": TORCH_CUDA},
-              wheels=(f"torch=={TORCH_CUDA}", TQDM), project_wheel=True, runs=("train",)),
+              dockerfile="docker/train/Dockerfile", project_wheel=True, runs=("train",), base="torch-gpu"),
     ImageSpec("torchserve", f"{IMAGE_PREFIX}/torchserve:{TORCHSERVE}",
               f"TorchServe {TORCHSERVE} (Java 17 frontend) with CPU torch {TORCH_CPU}: serves model archives",
               dockerfile="docker/torchserve/Dockerfile",
@@ -139,6 +145,8 @@ def fingerprint(name: str) -> str | None:
     if not spec.dockerfile:
         return None
     h = hashlib.sha256(repr((spec.buildargs, spec.wheels, spec.wheels_no_deps, spec.base)).encode())
+    if spec.base and (base := fingerprint(spec.base)):  # a rebuilt base (new torch pin) rebuilds what stands on it
+        h.update(base.encode())
     files = sorted(p for p in (root / spec.dockerfile).parent.rglob("*") if p.is_file())
     files += [Path(f) for f in spec.host_files]
     if spec.project_wheel:  # the modules the image runs; the rest of the wheel may lag behind harmlessly
@@ -223,6 +231,7 @@ def _copy_into(src: Path, dst: Path) -> None:
 
 def stage_context(name: str) -> Path:
     "Assemble the build context of `IMAGES[name]` under `build/images/NAME/` and return it."
+    import shutil
     spec, root = IMAGES[name], project_root()
     ctx = build_dir("images", name)
     if spec.dockerfile:
@@ -234,14 +243,16 @@ def stage_context(name: str) -> Path:
         _copy_into(Path(src), ctx / dst)
     if spec.wheels or spec.wheels_no_deps or spec.project_wheel:
         wheels = ctx / "wheels"
-        wheels.mkdir(exist_ok=True)
-        # downloaded wheels only change with the pins: kept between checkouts (build/ when the cache is off)
-        cache = cache_dir("wheelhouse", name) or build_dir("wheelhouse", name)
-        if spec.wheels:
-            _pip_download(spec.wheels, cache)
-        if spec.wheels_no_deps:
-            _pip_download(spec.wheels_no_deps, cache, no_deps=True, target=spec.wheel_target)
-        _copy_into(cache, wheels)
+        shutil.rmtree(wheels, ignore_errors=True)  # exactly what the row asks for now, nothing of an older pin
+        wheels.mkdir()
+        if spec.wheels or spec.wheels_no_deps:
+            # downloaded wheels only change with the pins: kept between checkouts (build/ when the cache is off)
+            cache = cache_dir("wheelhouse", name) or build_dir("wheelhouse", name)
+            if spec.wheels:
+                _pip_download(spec.wheels, cache)
+            if spec.wheels_no_deps:
+                _pip_download(spec.wheels_no_deps, cache, no_deps=True, target=spec.wheel_target)
+            _copy_into(cache, wheels)
         if spec.project_wheel:
             project_wheel(wheels)
     return ctx
@@ -258,9 +269,10 @@ def build_image(name: str,  # a row of `IMAGES`
     client = client or docker_client()
     t0 = time.time()
     built = force or not up_to_date(name, client)
+    official = base_image if spec.base == "python" else None  # only the Python base has an official twin
     if built:
-        if spec.base and not base_image:
-            build_image(spec.base, progress=progress, client=client)
+        if spec.base and not official:
+            build_image(spec.base, base_image=base_image, progress=progress, client=client)
         if spec.script:
             r = subprocess.run(["bash", str(project_root() / spec.script), spec.tag, *spec.script_args])
             if r.returncode:
@@ -269,7 +281,7 @@ def build_image(name: str,  # a row of `IMAGES`
             ctx = stage_context(name)
             args = dict(spec.buildargs)
             if spec.base:
-                args["BASE_IMAGE"] = base_image or IMAGES[spec.base].tag
+                args["BASE_IMAGE"] = official or IMAGES[spec.base].tag
             log, bar = [], tqdm(total=None, desc=f"build {name}", unit="step", disable=not progress, leave=False,
                                 mininterval=0.1 if sys.stderr.isatty() else 30)  # a log file gets few redraws
             stream = client.api.build(path=str(ctx), dockerfile=Path(spec.dockerfile).name, tag=spec.tag,
@@ -293,24 +305,30 @@ def build_image(name: str,  # a row of `IMAGES`
 
 # %% ../nbs/92_images.ipynb #b26fa8d8
 def build_images(names,  # rows of `IMAGES`, in the order their records are wanted
-                 base_image: str | None = None,  # an official base for the images built on one
+                 base_image: str | None = None,  # an official Python base for the images built on `python`
                  force: bool = False,  # rebuild even if up to date (the layer cache still applies)
-                 workers: int = 2,  # builds at a time once the bases are there
+                 workers: int = 2,  # builds at a time
                  progress: bool = True) -> list[dict]:
-    "Build `names` (each only if out of date, or all with `force`): their bases first, then the rest `workers` at a time."
+    "Build `names` (each only if out of date, or all with `force`) and the local bases they need, `workers` at a time, each after its base."
     from concurrent.futures import ThreadPoolExecutor
-    names, bases = list(names), []
-    def visit(n):  # the local bases `n` is built on, bases of bases first
+    names, order = list(names), []
+    def visit(n):  # bases of bases first, then the image
         b = IMAGES[n].base
-        if b and not base_image and b not in bases:
+        if b and not (base_image and b == "python") and b not in order:
             visit(b)
-            bases.append(b)
+        if n not in order:
+            order.append(n)
     for n in names:
         visit(n)
-    done = {b: build_image(b, force=force and b in names, progress=progress) for b in bases}
-    rest = [n for n in names if n not in done]
-    build = lambda n: build_image(n, base_image=base_image if IMAGES[n].base else None, force=force,
-                                  progress=progress, client=docker_client())
-    with ThreadPoolExecutor(max(1, min(workers, len(rest)))) as pool:
-        done |= dict(zip(rest, pool.map(build, rest)))
+    futures = {}
+    def build(n):
+        b = IMAGES[n].base
+        if b in futures:
+            futures[b].result()  # queued before n, so running or done; its failure is n's failure
+        return build_image(n, base_image=base_image, force=force and n in names, progress=progress,
+                           client=docker_client())
+    with ThreadPoolExecutor(max(1, min(workers, len(order)))) as pool:
+        for n in order:
+            futures[n] = pool.submit(build, n)
+        done = {n: f.result() for n, f in futures.items()}
     return [done[n] for n in names]
