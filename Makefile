@@ -42,12 +42,14 @@ course: setup
 course-quick: setup
 	$(BIN)/python -m tests.run_course --quick
 
-# 1. notebooks clean and package in sync  2. fast nbdev_test (no docker)  3. every notebook
-# under papermill with CI parameters, JupyterLab and the course site in headless Chromium, then
-# nothing the suite started may be left running.
+# 1. notebooks clean and package in sync  2. nbdev_test (no docker) beside JupyterLab in headless
+# Chromium and the lessons' shape  3. every notebook under papermill with CI parameters, then the
+# course site in Chromium. After 2 and after 3, nothing the tests started may be left running.
 test: setup check-clean
-	$(TIMED) nbdev_test $(BIN)/nbdev_test --n_workers 2 --timing
-	$(TIMED) notebooks-and-browser $(BIN)/python -m pytest tests
+	$(TIMED) nbdev_test-beside-lab bash tests/beside.sh "$(BIN)/nbdev_test --n_workers 2 --timing" \
+	  $(BIN)/python -m pytest tests/test_browser_lab.py tests/test_lessons.py tests/test_zz_leftovers.py
+	$(TIMED) notebooks-and-site $(BIN)/python -m pytest tests/test_notebooks.py tests/test_browser_site.py \
+	  tests/test_zz_leftovers.py
 	@$(TIMED) --summary
 
 check-clean:
