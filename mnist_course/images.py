@@ -310,7 +310,7 @@ def build_images(names,  # rows of `IMAGES`, in the order their records are want
                  workers: int = 2,  # builds at a time
                  progress: bool = True) -> list[dict]:
     "Build `names` (each only if out of date, or all with `force`) and the local bases they need, `workers` at a time, each after its base."
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
     names, order = list(names), []
     def visit(n):  # bases of bases first, then the image
         b = IMAGES[n].base
@@ -320,15 +320,15 @@ def build_images(names,  # rows of `IMAGES`, in the order their records are want
             order.append(n)
     for n in names:
         visit(n)
-    futures = {}
-    def build(n):
-        b = IMAGES[n].base
-        if b in futures:
-            futures[b].result()  # queued before n, so running or done; its failure is n's failure
-        return build_image(n, base_image=base_image, force=force and n in names, progress=progress,
-                           client=docker_client())
-    with ThreadPoolExecutor(max(1, min(workers, len(order)))) as pool:
-        for n in order:
-            futures[n] = pool.submit(build, n)
-        done = {n: f.result() for n, f in futures.items()}
+    pending, running, done, workers = list(order), {}, {}, max(1, workers)
+    with ThreadPoolExecutor(workers) as pool:
+        while pending or running:
+            for n in list(pending):
+                if len(running) < workers and (IMAGES[n].base not in order or IMAGES[n].base in done):
+                    pending.remove(n)
+                    running[pool.submit(build_image, n, base_image=base_image, force=force and n in names,
+                                        progress=progress, client=docker_client())] = n
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                done[running.pop(f)] = f.result()  # a failed build stops here, after the one beside it
     return [done[n] for n in names]
