@@ -111,9 +111,9 @@ def _dist_stamp(module: str) -> list | None:
     "Where `module`'s installed distribution records its files, and that record's inode, size and mtime; None if not installed."
     from importlib import metadata
     try:
-        record = metadata.distribution(module).locate_file(f"{module}-{metadata.version(module)}.dist-info/RECORD")
+        record = next(f for f in metadata.distribution(module).files or [] if f.name == "RECORD").locate()
         st = Path(record).stat()
-    except (metadata.PackageNotFoundError, OSError):
+    except (metadata.PackageNotFoundError, StopIteration, OSError):
         return None
     return [str(record), st.st_ino, st.st_size, st.st_mtime_ns]
 
