@@ -18,7 +18,8 @@ from pathlib import Path
 
 from .core import (CourseError, EngineUnavailable, MissingExtra, SetupError, cache_dir, mnist_raw_dir,
                                project_root)
-from .engine import docker_client, engine_info, ensure_engine, ensure_host_packages
+from .engine import (HOST_TOOLS, docker_client, engine_info, ensure_engine, ensure_host_packages,
+                                 missing_host_packages, tool_fix)
 from .images import IMAGES, build_images, image_exists, up_to_date
 
 # %% auto #0
@@ -79,11 +80,12 @@ def fetch_mnist(root: str | Path | None = None, force: bool = False) -> Path:
 # %% ../nbs/97_machine.ipynb #30ce1066
 @dataclass
 class Check:
-    "One doctor check: what, whether it passed, what was seen, and how to fix it."
+    "One doctor check: what, whether it passed, what was seen, how to fix it, and whether the course needs it."
     name: str
     ok: bool
     detail: str = ""
     fix: str = ""
+    needed: bool = True  # False: only a part of the course (a lesson section, the tests) needs it
 
 MIN_FREE_GB = 5  # what the lessons write once the images exist: models, archives, executed notebooks
 COURSE_PACKAGES = ("docker", "requests", "numpy", "PIL", "tritonclient", "ts", "papermill")
@@ -151,8 +153,15 @@ def doctor(images: tuple | None = None,  # image names to check (default: all of
         client = docker_client(timeout=30)
         e = engine_info(client)
         net = "bridge present" if e["bridge"] else "no bridge: host or none networking only"
-        checks.append(Check("engine", True, f"Docker {e['version']} (API {e['api']}), {e['storage_driver']}, "
-                                            f"cgroup v{e['cgroup_version']}, {net}"))
+        checks.append(Check("engine", True, f"Docker {e['version']} (API {e['api']}), {e['kind']}: {e['kind_text']}, "
+                                            f"linux/{e['architecture']}, {e['storage_driver']}, cgroup v{e['cgroup_version']}, "
+                                            f"{net}; at {e['endpoint']} ({e['found_by']})"))
+        how = {"host": "servers share the host's network, bound to 127.0.0.1",
+               "publish": "servers listen on 0.0.0.0 in their containers, published on the host's 127.0.0.1 only"}
+        checks.append(Check("network", e["network"] is not None,
+                            f"{e['network']}: {how[e['network']]}" if e["network"] else e["network_error"],
+                            "" if e["network"] else "unset MNIST_COURSE_NETWORK, or set it to host or publish"))
+        checks += [Check("engine note", True, n) for n in e["notes"]]
     except (EngineUnavailable, MissingExtra) as ex:
         checks.append(Check("engine", False, str(ex), "make setup  (or start Docker Desktop)"))
     for name in IMAGES if images is None else images:
@@ -171,6 +180,10 @@ def doctor(images: tuple | None = None,  # image names to check (default: all of
                         "" if not bad else "mnist-course data"))
     for mod, (ok, seen) in _checked_versions("torch", "torchvision").items():
         checks.append(Check(mod, ok, seen, "" if ok else "make setup (installs the virtual environment)"))
+    missing = [t for t in HOST_TOOLS if t.apt in missing_host_packages({t.probe: t.apt})]
+    checks.append(Check("host tools", not missing, "all present" if not missing else
+                        "; ".join(f"{t.probe.rsplit('/', 1)[-1]} missing: {t.used_by}" for t in missing),
+                        "; ".join(dict.fromkeys(tool_fix(t) for t in missing)), needed=False))
     free = shutil.disk_usage(project_root()).free / 1e9
     checks.append(Check("disk", free >= min_free_gb, f"{free:.1f} GB free at {project_root()}",
                         "" if free >= min_free_gb else f"free at least {min_free_gb} GB (docker system prune, rm -r build/)"))
@@ -184,10 +197,12 @@ def setup(images: tuple | None = None,  # image names to build (default: all of 
          ) -> list[dict]:
     "Install host tools, start the engine, fetch MNIST and build missing images; one record per step."
     steps = []
-    t = time.time(); pk = ensure_host_packages()
-    steps.append({"step": "host-packages", "installed": pk, "seconds": round(time.time() - t, 1)})
+    # what cannot be installed here does not stop the set-up: doctor names it, and the part that needs it says so
+    t = time.time(); pk, left = ensure_host_packages(), missing_host_packages()
+    steps.append({"step": "host-packages", "installed": pk, "missing": left, "seconds": round(time.time() - t, 1)})
     t = time.time(); e = ensure_engine()
-    steps.append({"step": "engine", "version": e["version"], "bridge": e["bridge"], "seconds": round(time.time() - t, 1)})
+    steps.append({"step": "engine", "version": e["version"], "bridge": e["bridge"], "kind": e["kind"],
+                  "architecture": e["architecture"], "network": e["network"], "seconds": round(time.time() - t, 1)})
     t = time.time(); fetch_mnist()
     steps.append({"step": "data", "mnist": "ok", "seconds": round(time.time() - t, 1)})
     names = tuple(IMAGES) if images is None else images
