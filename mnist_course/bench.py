@@ -223,14 +223,16 @@ def run_perf_analyzer(server: str,  # "triton" or "torchserve"
                       address: str,  # host:port of its HTTP inference endpoint
                       concurrencies,  # one measurement per concurrency
                       inputs: str | Path,  # a folder from `perf_analyzer_inputs`
-                      seconds: float = 10.0, token: str | None = None, owner: str = "bench") -> list[dict]:
-    "perf_analyzer in its container (host network, inputs read-only) at each concurrency: one row each."
+                      seconds: float = 10.0, token: str | None = None, owner: str = "bench",
+                      network: str = "host",  # "host", or "container:NAME" to share a published server's network
+                      ) -> list[dict]:
+    "perf_analyzer in its container (the server's network, inputs read-only) at each concurrency: one row each."
     from mnist_course.containers import container
     from mnist_course.images import image_tag
     rows = []
     for c in concurrencies:
         cmd = perf_analyzer_command(server, address, c, seconds, token)
-        with container(image_tag("perf-analyzer"), cmd, owner=owner, network="host",
+        with container(image_tag("perf-analyzer"), cmd, owner=owner, network=network,
                        volumes={str(Path(inputs).resolve()): {"bind": "/in", "mode": "ro"}}) as pa:
             code = pa.wait(timeout=120 + 10 * seconds)["StatusCode"]
             text = pa.logs().decode(errors="replace")
@@ -244,6 +246,10 @@ def run_perf_analyzer(server: str,  # "triton" or "torchserve"
     return rows
 
 # %% ../nbs/10_serving_benchmark.ipynb #b208df43
+def _beside(server) -> str:
+    "perf_analyzer's network: the host's, or the published server's own (where it listens on every interface)."
+    return "host" if server.network == "host" else f"container:{server.container}"
+
 def run_benchmark(weights: str | Path | None = None,  # a Net state_dict (default: the trained model)
                   duration: float = 10.0,  # seconds measured per load run
                   warmup: float = 2.0,  # seconds of load before measuring
@@ -251,8 +257,11 @@ def run_benchmark(weights: str | Path | None = None,  # a Net state_dict (defaul
                   batch: int | None = None,  # images per request of the batch run (default: the contract's largest)
                   n_parity: int = 256,  # test digits every path must agree on
                   perf_analyzer: bool = True,  # also load each server with perf_analyzer (its image must exist)
-                  torchserve_port: int = 28080, triton_port: int = 28000, owner: str = "bench") -> dict:
+                  torchserve_port: int | None = None,  # TorchServe's port base (default: 28080 if free, else a free run)
+                  triton_port: int | None = None,  # Triton's (default: 28000 if free, else a free run)
+                  owner: str = "bench") -> dict:
     "Parity and load for in-process, TorchServe and Triton (HTTP, gRPC); the JSON `mnist-course bench` writes."
+    from mnist_course.containers import free_port_base
     from mnist_course.core import build_dir
     from mnist_course.images import image_tag
     from mnist_course.torchserve import TorchServe
@@ -273,7 +282,7 @@ def run_benchmark(weights: str | Path | None = None,  # a Net state_dict (defaul
     results += rows
 
     name = f"mnist-course-{owner}-torchserve"
-    ts = TorchServe.start(weights, torchserve_port, name=name, owner=owner)
+    ts = TorchServe.start(weights, torchserve_port or free_port_base(5, 28080), name=name, owner=owner)
     try:
         cold["torchserve"] = round(cold_start_s(name, time.time()), 2)
         ts.management().scale(ts.model, 2)
@@ -282,14 +291,14 @@ def run_benchmark(weights: str | Path | None = None,  # a Net state_dict (defaul
         rows, memory["torchserve"] = measure("torchserve", "http", make, load_images, container=name, **kw)
         results += rows
         if perf_analyzer:
-            pa += run_perf_analyzer("torchserve", f"127.0.0.1:{ts.ports['inference']}",
+            pa += run_perf_analyzer("torchserve", f"127.0.0.1:{ts.ports['inference']}", network=_beside(ts),
                                     token=ts.tokens()["inference"], **pa_kw)
         sizes["torchserve"] = image_bytes(image_tag("torchserve"))
     finally:
         ts.stop()
 
     name = f"mnist-course-{owner}-triton"
-    tr = Triton.start(weights, triton_port, name=name, owner=owner)
+    tr = Triton.start(weights, triton_port or free_port_base(3, 28000), name=name, owner=owner)
     try:
         cold["triton"] = round(cold_start_s(name, time.time()), 2)
         peaks = []
@@ -301,7 +310,7 @@ def run_benchmark(weights: str | Path | None = None,  # a Net state_dict (defaul
             peaks.append(peak or 0)
         memory["triton"] = max(peaks)
         if perf_analyzer:
-            pa += run_perf_analyzer("triton", f"127.0.0.1:{tr.ports['http']}", **pa_kw)
+            pa += run_perf_analyzer("triton", f"127.0.0.1:{tr.ports['http']}", network=_beside(tr), **pa_kw)
         sizes["triton"] = image_bytes(tr.image)
     finally:
         tr.stop()
@@ -309,7 +318,7 @@ def run_benchmark(weights: str | Path | None = None,  # a Net state_dict (defaul
     return {"results": results, "parity": {"images": n_parity, **parity(reference, probs)},
             "cold_start_s": cold, "image_bytes": sizes, "memory_bytes": memory, "perf_analyzer": pa,
             "settings": {"duration_s": duration, "warmup_s": warmup, "concurrencies": list(concurrencies),
-                         "batch": batch, "weights": str(weights),
+                         "batch": batch, "weights": str(weights), "network": tr.network,
                          "perf_analyzer_digits": PA_DIGITS if perf_analyzer else 0}}
 
 # %% ../nbs/10_serving_benchmark.ipynb #f85a3746

@@ -18,11 +18,11 @@ from .images import image_tag, require_image
 
 # %% auto #0
 __all__ = ['LABEL', 'NETWORKS', 'RETRY', 'unique_name', 'lookup', 'stop_container', 'start_container', 'container',
-           'remove_containers', 'wait_for', 'port_free', 'free_port', 'check_ports', 'start_server']
+           'remove_containers', 'wait_for', 'port_free', 'free_port', 'free_port_base', 'check_ports', 'start_server']
 
 # %% ../nbs/93_containers.ipynb #c6eea5d8
 LABEL = "mnist-course"  # label key on every container the course starts; its value is the owner
-NETWORKS = ("none", "host")  # the only network modes the course uses (and "container:NAME", see `start_container`)
+NETWORKS = ("none", "host", "publish")  # the only network settings the course uses (and "container:NAME", see `start_container`)
 
 def _slug(owner: str) -> str:
     s = re.sub(r"[^a-z0-9]+", "-", owner.lower()).strip("-")
@@ -86,30 +86,41 @@ def stop_container(name_or_container,  # a name, an id or a `Container`
         wait_for(lambda: lookup(c.id, client) is None, timeout=30, what=f"removal of {c.name}")
     return True
 
+def _publish(client, ports) -> dict:
+    "`containers.run` arguments that publish each port on the host's 127.0.0.1 only (`-p 127.0.0.1:P:P`)."
+    if not any(n.name == "bridge" for n in client.networks.list(names=["bridge"])):
+        raise ValueError("network='publish' needs the engine's bridge network, and this engine has none "
+                         "(it was started with --bridge=none): use network='host'")
+    return {"network_mode": "bridge", "ports": {f"{p}/tcp": ("127.0.0.1", p) for p in ports}}
+
 def start_container(image: str,  # image name, e.g. "mnist-course/busybox:latest"
                     command: str | list | None = None,  # command to run (default: the image's CMD)
                     *, name: str,  # container name, e.g. from `unique_name(owner)`
                     owner: str,  # who starts it: the label `mnist-course=<owner>`
-                    network: str = "none",  # "none" (loopback only), "host", or "container:NAME" (see below)
+                    network: str = "none",  # "none" (loopback only), "host", "publish", or "container:NAME" (see below)
+                    publish=(),  # with network="publish": ports published as 127.0.0.1:P -> P in the container
                     client=None,  # a `docker.DockerClient` (default: `docker_client()`)
                     **run_kwargs):  # more `containers.run` arguments: mem_limit, nano_cpus, environment, init, ...
     "Start a labelled, detached container and return it (`docker run -d --init --label mnist-course=OWNER ...`)."
     docker = require("docker")
     joining = network.startswith("container:")
     if network not in NETWORKS and not joining:
-        raise ValueError(f"network={network!r}: containers here use network 'none' or 'host' only "
-                         "(the engine has no bridge and the course never uses bridged or custom networks)")
+        raise ValueError(f"network={network!r}: containers here use network 'none', 'host' or 'publish' only "
+                         "(the course never creates a network or uses one but the engine's default bridge)")
     wrong = sorted({"network", "network_mode", "networking_config", "ports"} & set(run_kwargs))
     if wrong:
-        raise ValueError(f"pass the network as network='none'|'host', not {wrong} "
-                         "(with host networking a server's port is already on the host: bind it to 127.0.0.1)")
+        raise ValueError(f"pass the network as network='none'|'host'|'publish' (and publish=[ports]), not {wrong}")
+    if bool(publish) != (network == "publish"):
+        raise ValueError("publish=[ports] goes with network='publish', and network='publish' needs the ports")
     client = client or docker_client()
+    net = _publish(client, publish) if network == "publish" else {"network_mode": network}
     if joining:
-        # "container:NAME" joins the network namespace of a course container that has none: the two
-        # share one private loopback (as the containers of a Kubernetes pod do) and reach nothing else.
+        # "container:NAME" joins the network namespace of another course container: the two share one
+        # loopback (as the containers of a Kubernetes pod do); a container on the host's network is
+        # not joined, since that would put the newcomer on the host's network too.
         peer = lookup(network.split(":", 1)[1], client)
-        if peer is None or LABEL not in peer.labels or peer.attrs["HostConfig"]["NetworkMode"] != "none":
-            raise ValueError(f"network={network!r}: only a course container with network 'none' can be joined")
+        if peer is None or LABEL not in peer.labels or peer.attrs["HostConfig"]["NetworkMode"] not in ("none", "bridge", "default"):
+            raise ValueError(f"network={network!r}: only a course container with network 'none' or 'publish' can be joined")
     old = lookup(name, client)
     if old is not None:
         if old.labels.get(LABEL) != owner:
@@ -120,8 +131,7 @@ def start_container(image: str,  # image name, e.g. "mnist-course/busybox:latest
     labels = {**run_kwargs.pop("labels", {}), LABEL: owner}
     run_kwargs.setdefault("init", True)
     try:
-        return client.containers.run(image, command, name=name, detach=True, network_mode=network,
-                                     labels=labels, **run_kwargs)
+        return client.containers.run(image, command, name=name, detach=True, labels=labels, **net, **run_kwargs)
     except docker.errors.APIError:
         # run = create + start: a failed start leaves a created container with our name and label behind
         left = lookup(name, client)
@@ -134,7 +144,7 @@ def container(image: str,  # image name
               command: str | list | None = None,  # command (default: the image's CMD)
               *, owner: str,  # label value and name prefix
               name: str | None = None,  # container name (default: `unique_name(owner)`)
-              network: str = "none",  # "none", "host" or "container:NAME"
+              network: str = "none",  # "none", "host", "publish" (with publish=[ports]) or "container:NAME"
               stop_timeout: float = 5,  # seconds between SIGTERM and SIGKILL on the way out
               drained: str | None = None,  # SIGKILL as soon as this line is logged (see `stop_container`)
               client=None,
@@ -212,6 +222,19 @@ def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
         s.bind((host, 0))
         return s.getsockname()[1]
 
+def free_port_base(n: int,  # consecutive ports needed
+                   preferred: int | None = None,  # the base to take if all its ports are free
+                   low: int = 20000, high: int = 32000,  # where to look otherwise
+                   ) -> int:
+    "The first of `n` consecutive free 127.0.0.1 ports: `preferred` if free, else a random run in [low, high)."
+    import random
+    if preferred is not None and all(port_free(preferred + i) for i in range(n)):
+        return preferred
+    for base in random.sample(range(low, high - n), 200):
+        if all(port_free(base + i) for i in range(n)):
+            return base
+    raise PortTaken(f"no {n} consecutive free 127.0.0.1 ports in {low}..{high}: stop some servers (ss -ltnp)")
+
 def check_ports(ports) -> None:
     "Raise `PortTaken` naming every port of `ports` that a server could not listen on now."
     busy = [p for p in ports if not port_free(p)]
@@ -227,16 +250,20 @@ def start_server(image: str,  # the server's image
                  owner: str,  # label value: who started it
                  ready: Callable[[], Any],  # truthy once the server answers (see `wait_for`)
                  ports=(),  # 127.0.0.1 ports the server will listen on: all must be free
+                 network: str = "host",  # "host" (it binds 127.0.0.1 itself) or "publish" (each port on 127.0.0.1)
                  what: str = "server",  # named in errors
                  timeout: float = 180,  # seconds until it must be ready
                  retry: tuple = RETRY,  # what `ready` raises while the server starts
                  client=None,
                  **run_kwargs):  # more `containers.run` arguments (volumes, user, environment, ...)
-    "Start a server container on the host network and wait until `ready()`; stop it again if it never is."
+    "Start a server container (host network, or its ports published on 127.0.0.1) and wait until `ready()`; stop it again if it never is."
     client = client or docker_client()
     stop_container(name, timeout=10, client=client)
     check_ports(ports)
-    c = start_container(image, command, name=name, owner=owner, network="host", client=client, **run_kwargs)
+    if network not in ("host", "publish"):
+        raise ValueError(f"network={network!r}: a server runs with network 'host' or 'publish'")
+    c = start_container(image, command, name=name, owner=owner, network=network, client=client,
+                        publish=list(ports) if network == "publish" else (), **run_kwargs)
     try:
         wait_for(ready, timeout=timeout, interval=0.5, what=what, container=c, retry=retry)
     except BaseException:

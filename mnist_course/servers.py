@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from .containers import LABEL, check_ports, lookup, start_server, stop_container
+from .containers import LABEL, check_ports, free_port_base, lookup, start_server, stop_container
 from .core import CourseError, ModelMissing, NameTaken, UsageError, build_dir, say
-from .engine import docker_client
+from .engine import bind_address, container_user, docker_client, server_network
 from .images import image_tag, require_image
 
 # %% auto #0
@@ -28,6 +28,7 @@ class Server:
     model: str  # the model clients use by default
     image: str  # the image it runs
     root: str  # build/<kind>/<container>/ on the host: its files and server.json
+    network: str = "host"  # "host" or "publish" (see `91_engine`)
 
     kind: ClassVar[str] = ""  # "torchserve", "triton": the command's name and the build/ folder
     port_names: ClassVar[tuple] = ()  # the ports, in order from the port base
@@ -59,6 +60,11 @@ class Server:
         raise NotImplementedError
 
     # ---- shared ----
+    @property
+    def bind_address(self) -> str:
+        "Where the server listens inside its container."
+        return bind_address(self.network)
+
     @classmethod
     def ports_at(cls, port_base: int) -> dict[str, int]:
         "The ports of a server at `port_base`, by name."
@@ -79,7 +85,7 @@ class Server:
     def info(self) -> dict:
         "What `mnist-course serve` prints: the server, its URLs, model, container, image and port base."
         return {"server": self.kind, **self.urls, "model": self.model, "container": self.container,
-                "image": self.image, "port_base": self.port_base}
+                "image": self.image, "port_base": self.port_base, "network": self.network}
 
     @property
     def state_file(self) -> Path:
@@ -101,7 +107,7 @@ class Server:
 
     @classmethod
     def start(cls, model: str | Path | None = None,  # a state_dict; default: the trained model, trained if missing
-              port_base: int | None = None,  # default: the server's usual ports
+              port_base: int | None = None,  # default: the server's usual ports if free, else a free run
               name: str | None = None,  # container name (default: `default_name()`)
               owner: str | None = None,  # the containers' label (default: the server's kind)
               image: str | None = None,  # default: the course's image of this server
@@ -110,7 +116,8 @@ class Server:
               **options):  # passed to `launch`
         "Check everything, start the server for `model` and wait until it is ready."
         name, owner = name or cls.default_name(), owner or cls.kind
-        ports = cls.ports_at(port_base or cls.default_port_base)
+        if port_base:
+            cls.ports_at(port_base)  # a bad base fails here, before anything else
         if model:
             weights = Path(model)
         else:  # torch (a second to import) only here: a command that fails its checks fails at once
@@ -127,12 +134,15 @@ class Server:
             raise NameTaken(f"a container named {name!r} exists and does not belong to {owner!r}: "
                             f"remove it (docker rm -f {name}) or choose another --name")
         stop_container(name, timeout=10, client=client)  # our own leftover: its folder is about to be replaced
+        network = server_network(client)
+        base = port_base or free_port_base(len(cls.port_names), preferred=cls.default_port_base)
+        ports = cls.ports_at(base)
         check_ports(ports.values())
-        server = cls(container=name, port_base=port_base or cls.default_port_base, model="", image=image,
-                     root=str(build_dir(cls.kind, name)))
+        server = cls(container=name, port_base=base, model="", image=image, root=str(build_dir(cls.kind, name)),
+                     network=network)
         command, run = server.launch(weights, **options)
         start_server(image, command, name=name, owner=owner, ready=server.ready, ports=ports.values(),
-                     what=f"{cls.kind} model {server.model}", timeout=timeout, client=client, **run)
+                     network=network, what=f"{cls.kind} model {server.model}", timeout=timeout, client=client, **run)
         server.save()
         return server
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from .containers import wait_for
 from .core import CourseError, ModelMissing, NotReady, project_root, require
 from .loadgen import closed_loop
+from .engine import client_kind, container_user
 from .servers import Server
 
 # %% auto #0
@@ -29,13 +30,16 @@ _PORT_KEYS = {"inference_address": "inference", "management_address": "managemen
               "metrics_address": "metrics", "grpc_inference_port": "grpc_inference",
               "grpc_management_port": "grpc_management"}  # config.properties key -> port name
 
-def render_config(ports: dict[str, int]) -> str:
-    "The image's `config.properties` with its listeners moved to `ports` (name -> port)."
+def render_config(ports: dict[str, int],  # port name -> port
+                  address: str = "127.0.0.1",  # where every listener binds in the container (0.0.0.0 behind published ports)
+                  ) -> str:
+    "The image's `config.properties` with its listeners moved to `ports` and `address`."
     text = (project_root() / "docker" / "torchserve" / "config.properties").read_text()
     def swap(m):
         key, value = m.group(1), m.group(2)
         return f"{key}={re.sub(r'[0-9]+$', str(ports[_PORT_KEYS[key]]), value)}"
-    return re.sub(rf"^({'|'.join(_PORT_KEYS)})=(.*)$", swap, text, flags=re.M)
+    text = re.sub(rf"^({'|'.join(_PORT_KEYS)})=(.*)$", swap, text, flags=re.M)
+    return re.sub(r"^(\w+_address=(?:http://)?)127\.0\.0\.1", rf"\g<1>{address}", text, flags=re.M)
 
 # %% ../nbs/07_torchserve_deploy.ipynb #5d6463a6
 def model_config(batch_size: int = 1,  # requests TorchServe may batch into one call of the handler
@@ -286,6 +290,8 @@ def torchserve_run(root: Path,  # the server's folder on the host
                    weights: Path,  # a state_dict (archived here) or a .mar archive
                    model_name: str,  # the name clients ask for
                    ports: dict[str, int],  # the five ports by name
+                   address: str = "127.0.0.1",  # where TorchServe listens in its container
+                   client=None,  # the engine (it decides who the container runs as)
                    ) -> tuple[list, dict]:
     "Fresh model-store/ and run/ folders with the archive and config.properties; the command and the `docker run` settings."
     for sub in ("model-store", "run"):
@@ -296,16 +302,18 @@ def torchserve_run(root: Path,  # the server's folder on the host
         shutil.copyfile(weights, archive)
     else:
         archive_model(weights, root / "model-store", model_name)
-    (root / "run" / "config.properties").write_text(render_config(ports))
-    if os.geteuid() == 0:  # the container's model-server user (uid 1000) writes tokens and logs here
+    (root / "run" / "config.properties").write_text(render_config(ports, address))
+    rootful_root = os.geteuid() == 0 and client_kind(client) != "rootless"
+    if rootful_root:  # the container's model-server user (uid 1000) writes tokens and logs here
         for p in (root / "run", *(root / "run").rglob("*")):
             os.chown(p, 1000, 1000)
     cmd = ["torchserve", "--foreground", "--ncs", "--ts-config", f"{_IN_CONTAINER}/run/config.properties",
            "--model-store", f"{_IN_CONTAINER}/model-store", "--models", f"{model_name}={archive.name}"]
     mounts = {str(root / "run"): {"bind": f"{_IN_CONTAINER}/run", "mode": "rw"},
               str(root / "model-store"): {"bind": f"{_IN_CONTAINER}/model-store", "mode": "ro"}}
-    # as the image's user when the host is root (the folder was chowned for it), else as the host user
-    user = None if os.geteuid() == 0 else f"{os.getuid()}:{os.getgid()}"
+    # as the image's user when root runs a rootful engine (the folder was chowned for it), else as
+    # whoever makes the files the caller's (`container_user`)
+    user = None if rootful_root else container_user(client)
     return cmd, {"volumes": mounts, "user": user, "environment": {"HOME": f"{_IN_CONTAINER}/run"}}
 
 # %% ../nbs/07_torchserve_deploy.ipynb #d1009763
@@ -319,7 +327,7 @@ class TorchServe(_TorchServeAccess, Server):
               ) -> tuple[list, dict]:
         "The server's folders, command and mounts (see `torchserve_run`)."
         self.model = model_name
-        return torchserve_run(Path(self.root), weights, model_name, self.ports)
+        return torchserve_run(Path(self.root), weights, model_name, self.ports, self.bind_address)
 
     @property
     def urls(self) -> dict[str, str]:

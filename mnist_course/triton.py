@@ -21,11 +21,12 @@ _MODELS_IN_CONTAINER = "/models"
 
 def server_command(ports: dict[str, int],  # the server's ports by name: http, grpc, metrics
                    load: tuple = ("mnist",),  # models loaded at start; clients may load others later
+                   address: str = "127.0.0.1",  # where every endpoint listens in the container (0.0.0.0 behind published ports)
                    ) -> list[str]:
-    "The `tritonserver` command line: explicit model control, every endpoint on 127.0.0.1."
+    "The `tritonserver` command line: explicit model control, every endpoint on `address`."
     return ["tritonserver", f"--model-repository={_MODELS_IN_CONTAINER}", "--model-control-mode=explicit",
             *[f"--load-model={m}" for m in load],
-            *[f"--{k}-address=127.0.0.1" for k in ports], *[f"--{k}-port={p}" for k, p in ports.items()],
+            *[f"--{k}-address={address}" for k in ports], *[f"--{k}-port={p}" for k, p in ports.items()],
             # our configs are complete: without this, the python backend starts one extra stub per model
             # (importing torch) only to ask model.py for missing settings, adding seconds to every load
             "--disable-auto-complete-config", "--exit-timeout-secs=5"]
@@ -154,7 +155,7 @@ class Triton(_TritonAccess, Server):
         if gpus:
             import docker
             run["device_requests"] = [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
-        return server_command(self.ports, (self.model,)), run
+        return server_command(self.ports, (self.model,), self.bind_address), run
 
     @classmethod
     def launch_extras(cls) -> list:
