@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import secrets
 import socket
@@ -17,11 +18,13 @@ from .engine import docker_client
 from .images import image_tag, require_image
 
 # %% auto #0
-__all__ = ['LABEL', 'NETWORKS', 'RETRY', 'unique_name', 'lookup', 'stop_container', 'start_container', 'container',
-           'remove_containers', 'wait_for', 'port_free', 'free_port', 'free_port_base', 'check_ports', 'start_server']
+__all__ = ['LABEL', 'LEARNER_LABEL', 'NETWORKS', 'RETRY', 'learner', 'unique_name', 'lookup', 'stop_container', 'start_container',
+           'container', 'remove_containers', 'wait_for', 'port_free', 'free_port', 'free_port_base', 'check_ports',
+           'start_server']
 
 # %% ../nbs/93_containers.ipynb #c6eea5d8
 LABEL = "mnist-course"  # label key on every container the course starts; its value is the owner
+LEARNER_LABEL = "mnist-course.learner"  # whose run started it: clean-ups stay within one learner's containers
 NETWORKS = ("none", "host", "publish")  # the only network settings the course uses (and "container:NAME", see `start_container`)
 
 def _slug(owner: str) -> str:
@@ -29,6 +32,11 @@ def _slug(owner: str) -> str:
     if not s:
         raise ValueError(f"owner {owner!r} has no letters or digits to name a container after")
     return s
+
+def learner() -> str:
+    "Who runs the course here: `$MNIST_COURSE_LEARNER`, else the login name."
+    import getpass
+    return os.environ.get("MNIST_COURSE_LEARNER") or getpass.getuser()
 
 def unique_name(owner: str) -> str:
     "A fresh container name `mnist-course-<owner>-<6 hex digits>` (lower case, digits and dashes)."
@@ -123,12 +131,12 @@ def start_container(image: str,  # image name, e.g. "mnist-course/busybox:latest
             raise ValueError(f"network={network!r}: only a course container with network 'none' or 'publish' can be joined")
     old = lookup(name, client)
     if old is not None:
-        if old.labels.get(LABEL) != owner:
+        if old.labels.get(LABEL) != owner or old.labels.get(LEARNER_LABEL, learner()) != learner():
             raise NameTaken(f"a container named {name!r} exists and does not belong to {owner!r}: "
                             f"remove it (docker rm -f {name}) or choose another name")
         stop_container(old, timeout=1, client=client)  # a leftover of an interrupted run of the same owner
     require_image(image, client)
-    labels = {**run_kwargs.pop("labels", {}), LABEL: owner}
+    labels = {**run_kwargs.pop("labels", {}), LABEL: owner, LEARNER_LABEL: learner()}
     run_kwargs.setdefault("init", True)
     try:
         return client.containers.run(image, command, name=name, detach=True, labels=labels, **net, **run_kwargs)
@@ -159,12 +167,15 @@ def container(image: str,  # image name
         stop_container(c, timeout=stop_timeout, client=client, drained=drained)
 
 def remove_containers(owner: str | None = None,  # one owner's containers (default: every course container)
-                      client=None) -> list[str]:
-    "Stop and remove the course's containers; return their names."
+                      client=None,
+                      everyone: bool = False,  # every learner's, not only this one's (`learner()`)
+                      ) -> list[str]:
+    "Stop and remove the course's containers of this learner; return their names."
     client = client or docker_client()
     label = LABEL if owner is None else f"{LABEL}={owner}"
+    mine = lambda c: everyone or c.labels.get(LEARNER_LABEL, learner()) == learner()  # unlabelled: from before the label
     return sorted(c.name for c in client.containers.list(all=True, filters={"label": label})
-                  if stop_container(c, timeout=1, client=client))
+                  if mine(c) and stop_container(c, timeout=1, client=client))
 
 # %% ../nbs/93_containers.ipynb #dac61a2b
 RETRY = (NotReady, ConnectionError)  # what "not ready yet" looks like

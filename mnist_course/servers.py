@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from .containers import LABEL, check_ports, free_port_base, lookup, start_server, stop_container
+from .containers import (LABEL, LEARNER_LABEL, _slug, check_ports, free_port_base, learner, lookup,
+                                     start_server, stop_container)
 from .core import CourseError, ModelMissing, NameTaken, UsageError, build_dir, say
 from .engine import bind_address, container_user, docker_client, server_network
 from .images import image_tag, require_image
@@ -79,8 +80,9 @@ class Server:
 
     @classmethod
     def default_name(cls) -> str:
-        "The container name the command line uses: `mnist-course-<kind>`."
-        return f"mnist-course-{cls.kind}"
+        "The container name the command line uses: `mnist-course-<kind>`, or `mnist-course-<learner>-<kind>` for a learner other than root."
+        who = learner()
+        return f"mnist-course-{cls.kind}" if who == "root" else f"mnist-course-{_slug(who)}-{cls.kind}"
 
     def info(self) -> dict:
         "What `mnist-course serve` prints: the server, its URLs, model, container, image and port base."
@@ -130,7 +132,7 @@ class Server:
         image = image or image_tag(cls.image_name)
         require_image(image, client)
         old = lookup(name, client)
-        if old is not None and old.labels.get(LABEL) != owner:
+        if old is not None and (old.labels.get(LABEL) != owner or old.labels.get(LEARNER_LABEL, learner()) != learner()):
             raise NameTaken(f"a container named {name!r} exists and does not belong to {owner!r}: "
                             f"remove it (docker rm -f {name}) or choose another --name")
         stop_container(name, timeout=10, client=client)  # our own leftover: its folder is about to be replaced
