@@ -11,6 +11,7 @@ import re
 import secrets
 import socket
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from .core import NameTaken, NotReady, NotReadyInTime, PortTaken, ServerFailed, require
@@ -19,8 +20,8 @@ from .images import image_tag, require_image
 
 # %% auto #0
 __all__ = ['LABEL', 'LEARNER_LABEL', 'NETWORKS', 'RETRY', 'learner', 'unique_name', 'lookup', 'stop_container', 'start_container',
-           'container', 'remove_containers', 'wait_for', 'port_free', 'free_port', 'free_port_base', 'check_ports',
-           'start_server']
+           'container', 'remove_containers', 'wait_for', 'port_free', 'free_port', 'claim_ports', 'free_port_base',
+           'check_ports', 'start_server']
 
 # %% ../nbs/93_containers.ipynb #c6eea5d8
 LABEL = "mnist-course"  # label key on every container the course starts; its value is the owner
@@ -233,16 +234,54 @@ def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
         s.bind((host, 0))
         return s.getsockname()[1]
 
+_CLAIMS: dict[int, int] = {}  # port -> the fd of its lock file, held while this process lives
+
+def _claim(port: int) -> bool:
+    "Lock `port`'s claim file for this process; False if another process holds it."
+    import fcntl, tempfile
+    if port in _CLAIMS:
+        return True
+    folder = Path(tempfile.gettempdir()) / "mnist-course-ports"
+    if not folder.is_dir():
+        folder.mkdir(exist_ok=True)
+        with contextlib.suppress(PermissionError):
+            folder.chmod(0o1777)  # every learner claims here; the sticky bit keeps each one's files theirs
+    path = folder / f"{port}.lock"
+    try:  # another learner's lock file: open it as it is (O_CREAT on it is refused in a sticky folder)
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o444)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return False
+    _CLAIMS[port] = fd
+    return True
+
+def claim_ports(base: int,  # the first port
+                n: int = 1,  # how many consecutive ports
+                ) -> bool:
+    "Whether ports base..base+n-1 are free on 127.0.0.1 and now claimed by this process (none claimed if not)."
+    got = []
+    for p in range(base, base + n):
+        if not (port_free(p) or p in _CLAIMS) or not _claim(p):
+            for q in got:
+                os.close(_CLAIMS.pop(q))
+            return False
+        got.append(p)
+    return True
+
 def free_port_base(n: int,  # consecutive ports needed
                    preferred: int | None = None,  # the base to take if all its ports are free
                    low: int = 20000, high: int = 32000,  # where to look otherwise
                    ) -> int:
-    "The first of `n` consecutive free 127.0.0.1 ports: `preferred` if free, else a random run in [low, high)."
+    "The first of `n` consecutive free 127.0.0.1 ports, claimed for this process: `preferred` if it can be, else a random run in [low, high)."
     import random
-    if preferred is not None and all(port_free(preferred + i) for i in range(n)):
+    if preferred is not None and claim_ports(preferred, n):
         return preferred
     for base in random.sample(range(low, high - n), 200):
-        if all(port_free(base + i) for i in range(n)):
+        if claim_ports(base, n):
             return base
     raise PortTaken(f"no {n} consecutive free 127.0.0.1 ports in {low}..{high}: stop some servers (ss -ltnp)")
 
