@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .core import NotReady
 from .images import image_tag
 from .servers import Server
 # numpy, tritonclient and the repository writer (torch) are imported where they are used: the
@@ -117,9 +118,14 @@ class _TritonAccess:
 
     def ready(self) -> bool:
         "Whether the server and its model are ready."
+        import http.client
         c = self.http()
         try:
             return c.is_server_ready() and c.is_model_ready(self.model)
+        except http.client.HTTPException as e:
+            # a published port answers before the server listens behind it: the engine's port
+            # forwarder accepts the connection and closes it at once, which is "not yet", not a failure
+            raise NotReady(f"{type(e).__name__}: {e}") from None
         finally:
             c.close()
 
