@@ -83,6 +83,11 @@ def cached_deps(cache: Path, key: str, requirements: list[str]) -> Path:
         return base
     base.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f"{key}.building-", dir=base.parent))
+    # mkdtemp makes the folder private; the caller's umask decides, so a cache that learners share as a group
+    # (umask 002) stays readable and linkable for all of them
+    mask = os.umask(0)
+    os.umask(mask)
+    building.chmod(0o777 & ~mask)
     say(f"installing the dependencies once into {base} (later checkouts link to them)")
     install(building, requirements)
     # the cache keeps the dependencies only: each checkout installs itself
