@@ -19,9 +19,9 @@ from .engine import docker_client
 from .images import image_tag, require_image
 
 # %% auto #0
-__all__ = ['LABEL', 'LEARNER_LABEL', 'NETWORKS', 'RETRY', 'learner', 'unique_name', 'lookup', 'stop_container', 'start_container',
-           'container', 'remove_containers', 'wait_for', 'port_free', 'free_port', 'claim_ports', 'free_port_base',
-           'check_ports', 'start_server']
+__all__ = ['LABEL', 'LEARNER_LABEL', 'NETWORKS', 'RETRY', 'learner', 'course_name', 'unique_name', 'lookup', 'stop_container',
+           'start_container', 'container', 'remove_containers', 'wait_for', 'port_free', 'free_port', 'claim_ports',
+           'free_port_base', 'check_ports', 'start_server']
 
 # %% ../nbs/93_containers.ipynb #c6eea5d8
 LABEL = "mnist-course"  # label key on every container the course starts; its value is the owner
@@ -38,6 +38,11 @@ def learner() -> str:
     "Who runs the course here: `$MNIST_COURSE_LEARNER`, else the login name."
     import getpass
     return os.environ.get("MNIST_COURSE_LEARNER") or getpass.getuser()
+
+def course_name(label: str) -> str:
+    "A fixed container name of this learner's: `mnist-course-<label>`, with the learner after the prefix unless it is root."
+    who = learner()
+    return f"mnist-course-{_slug(label)}" if who == "root" else f"mnist-course-{_slug(who)}-{_slug(label)}"
 
 def unique_name(owner: str) -> str:
     "A fresh container name `mnist-course-<owner>-<6 hex digits>` (lower case, digits and dashes)."

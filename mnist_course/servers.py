@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from .containers import (LABEL, LEARNER_LABEL, _slug, check_ports, free_port_base, learner, lookup,
+from .containers import (LABEL, LEARNER_LABEL, check_ports, course_name, free_port_base, learner, lookup,
                                      start_server, stop_container)
 from .core import CourseError, ModelMissing, NameTaken, UsageError, build_dir, say
 from .engine import bind_address, container_user, docker_client, server_network
@@ -81,8 +81,7 @@ class Server:
     @classmethod
     def default_name(cls) -> str:
         "The container name the command line uses: `mnist-course-<kind>`, or `mnist-course-<learner>-<kind>` for a learner other than root."
-        who = learner()
-        return f"mnist-course-{cls.kind}" if who == "root" else f"mnist-course-{_slug(who)}-{cls.kind}"
+        return course_name(cls.kind)
 
     def info(self) -> dict:
         "What `mnist-course serve` prints: the server, its URLs, model, container, image and port base."
