@@ -20,7 +20,7 @@ from .core import EngineUnavailable, SetupError, UsageError, project_root, requi
 __all__ = ['DESKTOP_SOCKETS', 'ENGINE_KINDS', 'NETWORK_MODES', 'HOST_TOOLS', 'APT_PACKAGES', 'engine_endpoints', 'docker_client',
            'engine_kind', 'network_mode', 'has_limits', 'engine_notes', 'engine_info', 'client_kind', 'server_network',
            'bind_address', 'container_user', 'ensure_engine', 'HostTool', 'missing_host_packages', 'tool_fix',
-           'ensure_host_packages']
+           'ensure_host_packages', 'section_runs']
 
 # %% ../nbs/91_engine.ipynb #c2e85b2b
 DESKTOP_SOCKETS = ("~/.docker/run/docker.sock", "~/.docker/desktop/docker.sock")  # Docker Desktop 4.13+, Mac and Linux
@@ -265,3 +265,17 @@ def ensure_host_packages(packages: dict | None = None,  # probe -> Debian packag
         if r.returncode:
             raise SetupError(f"{' '.join(cmd[:2])} failed (exit {r.returncode}):\n{r.stderr[-2000:]}")
     return missing
+
+# %% ../nbs/91_engine.ipynb #1c5225a8
+def section_runs(probe: str,  # the `HOST_TOOLS` probe the section needs, e.g. "docker-registry"
+                 section: str,  # what is skipped without it, e.g. "lesson 01, section 9 (push and pull)"
+                 ) -> bool:
+    "Whether the host has the tool `section` needs; if not, say so in one line (and raise where nothing may be skipped)."
+    if not missing_host_packages({probe: probe}):
+        return True
+    tool = next((t for t in HOST_TOOLS if t.probe == probe), HostTool(probe, probe, None, section))
+    line = f"skipped: {section} needs {probe.rsplit('/', 1)[-1]} ({tool_fix(tool)})"
+    if os.environ.get("CI") or os.environ.get("MNIST_COURSE_STRICT"):
+        raise SetupError(line.replace("skipped: ", "cannot skip here (CI): "))
+    print(line)
+    return False
