@@ -10,12 +10,13 @@ import sys
 
 from . import bench, containers, k8s, machine, servers, train_docker
 from .core import Command, CourseError, UsageError, run, say
-from .images import IMAGES, build_images
+from .images import IMAGES, build_images, load_images, save_images, verify_archive
 from .torchserve import TorchServe
 from .triton import Triton
 
 # %% auto #0
-__all__ = ['SERVERS', 'COMMANDS', 'GROUPS', 'doctor', 'setup', 'data', 'images', 'clean', 'usage', 'main']
+__all__ = ['SERVERS', 'COMMANDS', 'GROUPS', 'DEFAULTS', 'doctor', 'setup', 'data', 'images', 'clean', 'images_save',
+           'images_verify', 'images_load', 'usage', 'main']
 
 # %% ../nbs/98_cli.ipynb #7e2f97fe
 def doctor(min_free_gb: float = machine.MIN_FREE_GB,  # free disk to ask for
@@ -23,8 +24,12 @@ def doctor(min_free_gb: float = machine.MIN_FREE_GB,  # free disk to ask for
     "Check the engine, images, data, torch and disk; say how to fix what is missing."
     checks = machine.doctor(min_free_gb=min_free_gb)
     for c in checks:
-        yield {"check": c.name, "ok": c.ok, "detail": c.detail, **({"fix": c.fix} if c.fix else {})}
-    failed = [c for c in checks if not c.ok]
+        yield {"check": c.name, "ok": c.ok, "detail": c.detail, **({"fix": c.fix} if c.fix else {}),
+               **({} if c.needed else {"needed": False})}
+    for c in checks:  # what only a lesson section or the tests need: said, but not a failure
+        if not c.ok and not c.needed:
+            say(f"optional: {c.name}: {c.detail}\n  fix: {c.fix}")
+    failed = [c for c in checks if not c.ok and c.needed]
     for c in failed:
         say(f"missing: {c.name}: {c.detail}\n  fix: {c.fix}")
     if failed:
@@ -67,6 +72,42 @@ def clean(owner: str | None = None,  # only this owner's containers (the label's
     for name in removed:
         yield {"removed": name}
 
+# %% ../nbs/98_cli.ipynb #ce33b11c
+def images_save(file: str,  # the archive to write: NAME.tar, or NAME.tar.gz to gzip it (smaller, slower to write)
+                only: list[str] | None = None,  # save only these images (default: every course image this engine has)
+               ):
+    "Save the course's images into one file (docker save), to hand to a classroom on a USB stick or a share."
+    saved = save_images(file, list(_image_names(only)) if only else None)
+    for r in saved["images"]:
+        if not r["up_to_date"]:
+            say(f"{r['tag']} is behind this checkout: a learner at this commit would rebuild it "
+                f"(mnist-course images --only {r['image']}, then save again)")
+        yield {"file": saved["file"], **r}
+    if saved["left_out"]:
+        say(f"not on this engine, so not in the file: {' '.join(saved['left_out'])}")
+    say(f"wrote {saved['file']}: {len(saved['images'])} image(s), {saved['bytes'] / 1e6:.0f} MB in {saved['seconds']} s")
+
+def images_verify(file: str,  # an archive made by `mnist-course images save`
+                 ):
+    "Check, without an engine, that FILE is a complete and undamaged archive of the course's images."
+    records = verify_archive(file)
+    say(f"{file}: complete and undamaged, {len(records)} course image(s)")
+    yield from records
+
+def images_load(file: str,  # an archive made by `mnist-course images save`
+               ):
+    "Check FILE, then load the course's images in it (docker load); a damaged or foreign file loads nothing."
+    records = load_images(file)
+    for r in records:
+        if r["previous_id"] not in (None, r["id"]):
+            say(f"{r['tag']} named {r['previous_id'][7:19]} before, {r['id'][7:19]} now")
+        if r["image"] is None:
+            say(f"{r['tag']} is not in this checkout's table of images")
+        elif not r["up_to_date"]:
+            say(f"{r['tag']} is not what this checkout builds (another commit made it): `make setup` rebuilds it")
+        yield r
+    say(f"loaded {len(records)} image(s) from {file}")
+
 # %% ../nbs/98_cli.ipynb #e23a50de
 SERVERS = {s.kind: s for s in (TorchServe, Triton)}
 
@@ -81,7 +122,8 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
     "doctor": Command(doctor),
     "setup": Command(setup),
     "data": Command(data),
-    "images": Command(images),
+    "images": {"build": Command(images), "save": Command(images_save), "verify": Command(images_verify),
+               "load": Command(images_load)},
     "clean": Command(clean),
     "train": train_docker.TRAIN_COMMAND,
     "serve": _server_commands("serve"),
@@ -92,7 +134,11 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
             "play": Command(k8s.k8s_play), "down": Command(k8s.k8s_down)},
 }
 # one-line help of the command groups that are steps, not servers
-GROUPS = {"k8s": "Kubernetes manifests: render, validate offline; load images, play and take down with podman"}
+GROUPS = {"images": "Build the course's images (the default: images [--only NAME ...]); save them to one file, verify it, load it",
+          "k8s": "Kubernetes manifests: render, validate offline; load images, play and take down with podman"}
+# the step a group runs when its first argument names none of its steps: `images --only busybox` builds,
+# as it did before `images` had steps
+DEFAULTS = {"images": "build"}
 
 def usage() -> str:
     "What `mnist-course --help` prints: every command with its one-line help."
@@ -119,10 +165,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     prog = f"mnist-course {name}"
     if isinstance(cmd, dict):
-        if not rest or rest[0] not in cmd:
+        if rest and rest[0] in cmd:
+            prog, cmd, rest = f"{prog} {rest[0]}", cmd[rest[0]], rest[1:]
+        elif name in DEFAULTS:
+            cmd = cmd[DEFAULTS[name]]
+        else:
             say(f"{prog}: {'choose one' if name in GROUPS else 'name a server'}: {' | '.join(cmd)}")
             return 2
-        prog, cmd, rest = f"{prog} {rest[0]}", cmd[rest[0]], rest[1:]
     return run(cmd, rest, prog)
 
 # %% ../nbs/98_cli.ipynb #d06b4c42

@@ -5,22 +5,30 @@
 # %% ../nbs/92_images.ipynb #ca521348
 from __future__ import annotations
 
+import gzip
+import hashlib
+import json
 import os
+import posixpath
 import subprocess
 import sys
+import tarfile
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .core import ImageBuildError, ImageMissing, SetupError, build_dir, cache_dir, code_bytes, project_root, require
+from .core import (CourseError, ImageBuildError, ImageMissing, SetupError, build_dir, cache_dir, code_bytes,
+                               project_root, require)
 from .engine import docker_client
 
 # %% auto #0
 __all__ = ['TORCH_CPU', 'TORCH_CUDA', 'TORCHSERVE', 'PYYAML', 'PYTRITON', 'TRITON', 'NGC_TRITON', 'TQDM', 'PERF_ANALYZER',
            'TRIXIE_WHEELS', 'IMAGE_PREFIX', 'LOCAL_BASE', 'IMAGES', 'FINGERPRINT_LABEL', 'ImageSpec', 'image_tag',
            'image_exists', 'package_closure', 'fingerprint', 'up_to_date', 'require_image', 'project_wheel',
-           'stage_context', 'build_image', 'build_images']
+           'stage_context', 'build_image', 'build_images', 'ArchiveError', 'course_tag', 'verify_archive', 'image_id',
+           'save_images', 'load_images']
 
 # %% ../nbs/92_images.ipynb #d31f8a58
 TORCH_CPU = "2.13.0"  # CPU build of torch: training-cpu, TorchServe and Triton images
@@ -139,16 +147,19 @@ def package_closure(modules) -> list[str]:
     return sorted(seen)
 
 def fingerprint(name: str) -> str | None:
-    "A hash of what an image is built from: Dockerfile folder, build args, wheels, host files, the code it runs; None for script-built images."
+    "A hash of what an image is built from: Dockerfile folder, build args, wheels, host files' names, the code it runs; None for script-built images."
     import hashlib
     spec, root = IMAGES[name], project_root()
     if not spec.dockerfile:
         return None
     h = hashlib.sha256(repr((spec.buildargs, spec.wheels, spec.wheels_no_deps, spec.base)).encode())
+    if spec.host_files:  # by name, not by content: Debian's static busybox differs between releases, and a
+        # fingerprint describes the checkout, so an image loaded from another machine's archive is up to
+        # date here (a new busybox on the host is taken in by `--force`)
+        h.update(repr(sorted(spec.host_files.items())).encode())
     if spec.base and (base := fingerprint(spec.base)):  # a rebuilt base (new torch pin) rebuilds what stands on it
         h.update(base.encode())
     files = sorted(p for p in (root / spec.dockerfile).parent.rglob("*") if p.is_file())
-    files += [Path(f) for f in spec.host_files]
     if spec.project_wheel:  # the modules the image runs; the rest of the wheel may lag behind harmlessly
         files += [root / "mnist_course" / f"{m}.py" for m in package_closure(spec.runs)] + [root / "settings.ini"]
     for p in files:
@@ -257,6 +268,14 @@ def stage_context(name: str) -> Path:
             project_wheel(wheels)
     return ctx
 
+# %% ../nbs/92_images.ipynb #8a87bd73
+def _bar(desc: str, total: int | None = None, unit: str = "B", progress: bool = True):
+    "A tqdm progress bar on stderr (bytes shown as kB, MB, GB), drawn after a second; redrawn rarely when stderr is a log file."
+    from tqdm.auto import tqdm
+    # drawn only for what takes a while: a quick step, or a failure at once, leaves no bar before its one line
+    return tqdm(total=total, desc=desc, unit=unit, unit_scale=unit == "B", disable=not progress, leave=False, delay=1,
+                mininterval=0.1 if sys.stderr.isatty() else 30)
+
 # %% ../nbs/92_images.ipynb #12680843
 def build_image(name: str,  # a row of `IMAGES`
                 base_image: str | None = None,  # an official base instead of the local one
@@ -264,7 +283,6 @@ def build_image(name: str,  # a row of `IMAGES`
                 progress: bool = True,  # a progress bar over the Dockerfile's steps
                 client=None) -> dict:
     "Build `IMAGES[name]` unless it is up to date (or `force`); return its tag, id, size, whether it built and seconds."
-    from tqdm.auto import tqdm
     spec = IMAGES[name]
     client = client or docker_client()
     t0 = time.time()
@@ -282,8 +300,7 @@ def build_image(name: str,  # a row of `IMAGES`
             args = dict(spec.buildargs)
             if spec.base:
                 args["BASE_IMAGE"] = official or IMAGES[spec.base].tag
-            log, bar = [], tqdm(total=None, desc=f"build {name}", unit="step", disable=not progress, leave=False,
-                                mininterval=0.1 if sys.stderr.isatty() else 30)  # a log file gets few redraws
+            log, bar = [], _bar(f"build {name}", unit="step", progress=progress)
             stream = client.api.build(path=str(ctx), dockerfile=Path(spec.dockerfile).name, tag=spec.tag,
                                       buildargs=args, network_mode="host", rm=True, forcerm=True, decode=True,
                                       labels={FINGERPRINT_LABEL: fingerprint(name)})
@@ -332,3 +349,295 @@ def build_images(names,  # rows of `IMAGES`, in the order their records are want
             for f in finished:
                 done[running.pop(f)] = f.result()  # a failed build stops here, after the one beside it
     return [done[n] for n in names]
+
+# %% ../nbs/92_images.ipynb #28d73918
+class ArchiveError(CourseError):
+    "A file that cannot hand the course's images over (not an image archive, cut short, damaged, someone else's images), or a save or load that failed (a load is undone)."
+
+# %% ../nbs/92_images.ipynb #d5126785
+def course_tag(tag: str) -> bool:
+    "Whether `tag` names a course image: a repository under `IMAGE_PREFIX/`."
+    return tag.startswith(f"{IMAGE_PREFIX}/")
+
+# %% ../nbs/92_images.ipynb #11e799a6
+class _Reader:
+    "A file for tarfile that remembers its last read: where it began and what it returned."
+    def __init__(self, f):
+        self.f, self.last = f, (0, b"")
+
+    def read(self, size=-1):
+        self.last = (self.f.tell(), self.f.read(size))
+        return self.last[1]
+
+    def seek(self, *args):
+        return self.f.seek(*args)
+
+    def tell(self):
+        return self.f.tell()
+
+# %% ../nbs/92_images.ipynb #6506cc11
+_SMALL = 1 << 20  # members up to this size are kept in memory as well: manifests and configurations are a few kB
+
+def _walk_archive(path: Path, progress: bool = True) -> tuple[dict, dict]:
+    "Read the tar (or gzipped tar) at `path` to its last byte: the sha256 of each file in it (links resolved) and the bytes of the small ones."
+    hashes, small, links = {}, {}, {}
+    def short(why):
+        return ArchiveError(f"{path} is cut short ({why}): copy the file again")
+    with open(path, "rb") as raw, _bar(f"check {path.name}", path.stat().st_size, progress=progress) as bar:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        data = _Reader(gzip.GzipFile(fileobj=raw) if gz else raw)
+        try:
+            with tarfile.open(fileobj=data, mode="r:") as tf:
+                for m in tf:
+                    name = posixpath.normpath(m.name)
+                    if m.issym():
+                        links[name] = posixpath.normpath(posixpath.join(posixpath.dirname(name), m.linkname))
+                    elif m.islnk():
+                        links[name] = posixpath.normpath(m.linkname)
+                    elif m.isfile():
+                        h, parts, f = hashlib.sha256(), [], tf.extractfile(m)
+                        # to the member's last byte: tarfile raises "unexpected end of data" if the file ends first
+                        while chunk := f.read(1 << 20):
+                            h.update(chunk)
+                            parts += [chunk] if m.size <= _SMALL else []
+                            bar.update(raw.tell() - bar.n)
+                        hashes[name] = h.hexdigest()
+                        if m.size <= _SMALL:
+                            small[name] = b"".join(parts)
+                end = tf.offset
+            # tarfile takes a file cut between two members for a shorter archive: what follows the last
+            # member must be the end-of-archive blocks (1024 zero bytes), and zeros to the end. The block
+            # tarfile stopped at is its last read: no seek back, which in a .gz would decompress it all again
+            at, chunk = data.last
+            if at != end:
+                data.seek(end)
+                chunk = data.read(1 << 20)
+            rest = 0
+            while chunk:  # for a .gz, on to gzip's trailer, which checks the length and the CRC
+                if chunk.count(0) != len(chunk):
+                    raise ArchiveError(f"{path} is damaged: the tar member at byte {end} does not read")
+                rest += len(chunk)
+                chunk = data.read(1 << 20)
+            if rest < 1024:
+                raise short("its end-of-archive marker is missing")
+            bar.update(bar.total - bar.n)
+        except tarfile.ReadError as e:
+            if str(e) == "unexpected end of data":
+                raise short("it ends inside a member") from None
+            raise ArchiveError(f"{path} is not a tar archive ({e}): make one with `mnist-course images save FILE`") from None
+        except EOFError:
+            raise short("the gzip stream ends early") from None
+        except (gzip.BadGzipFile, zlib.error) as e:
+            raise ArchiveError(f"{path} is damaged ({e})") from None
+        except OSError as e:  # a failing stick or share
+            raise ArchiveError(f"{path} could not be read ({e.strerror or e}): copy it again") from None
+    for name, target in links.items():
+        for _ in range(8):  # a link to a link, a few deep at most
+            target = links.get(target, target)
+        if target in hashes:
+            hashes[name] = hashes[target]
+            if target in small:
+                small[name] = small[target]
+    return hashes, small
+
+# %% ../nbs/92_images.ipynb #4fa57208
+def _oci_holders(small: dict, digest: str) -> list[str]:
+    "The digests of the OCI manifests and indexes among an archive's small members that lead to `digest`."
+    refs = {}
+    for member, data in small.items():
+        if member.startswith("blobs/sha256/"):
+            try:
+                doc = json.loads(data)
+            except ValueError:  # a small layer
+                continue
+            if isinstance(doc, dict):
+                found = [doc.get("config"), *(doc.get("manifests") or [])]
+                refs[f"sha256:{member.rsplit('/', 1)[1]}"] = {d.get("digest") for d in found if isinstance(d, dict)}
+    held = {digest}
+    while grown := {d for d, r in refs.items() if r & held} - held:
+        held |= grown
+    return sorted(held - {digest})
+
+# %% ../nbs/92_images.ipynb #7128dbad
+def verify_archive(path: str | Path,  # an archive made by `save_images` or `docker save` (a tar, or a gzipped one)
+                   progress: bool = True,  # a progress bar over the file's bytes
+                  ) -> list[dict]:
+    "Check, without an engine, that `path` is a complete and undamaged docker archive of course images; one record per tag."
+    path = Path(path)
+    if not path.is_file():
+        raise ArchiveError(f"no archive at {path}")
+    hashes, small = _walk_archive(path, progress)
+    def document(member: str, what: str):
+        try:
+            return json.loads(small[member])
+        except KeyError:
+            raise ArchiveError(f"{path} is incomplete: {what} {member} is not in it") from None
+        except ValueError:
+            raise ArchiveError(f"{path} is damaged: {what} {member} is not JSON") from None
+    if "manifest.json" not in small:
+        raise ArchiveError(f"{path} is not a docker image archive (it has no manifest.json): "
+                           "make one with `mnist-course images save FILE`")
+    manifest = document("manifest.json", "the manifest")
+    if not isinstance(manifest, list) or not all(isinstance(e, dict) and isinstance(e.get("Config"), str)
+                                                 and isinstance(e.get("Layers"), list) for e in manifest):
+        raise ArchiveError(f"{path} is not a docker image archive: its manifest.json is not docker's")
+    if not manifest:
+        raise ArchiveError(f"{path} holds no image")
+    for member, digest in hashes.items():  # the OCI layout names every blob by its sha256
+        if member.startswith("blobs/sha256/") and member.rsplit("/", 1)[1] != digest:
+            raise ArchiveError(f"{path} is damaged: {member} has the sha256 {digest[:12]}...")
+    records = []
+    for entry in manifest:
+        tags = entry.get("RepoTags") or []
+        if not tags or not all(map(course_tag, tags)):
+            what = ", ".join(t for t in tags if not course_tag(t)) or "an image without a tag"
+            raise ArchiveError(f"{path} holds {what}, which is not a course image (those are tagged {IMAGE_PREFIX}/...)")
+        config_member = posixpath.normpath(entry["Config"])
+        config_hex = posixpath.basename(config_member).removesuffix(".json")
+        if config_member not in hashes:
+            raise ArchiveError(f"{path} is incomplete: the configuration of {tags[0]} ({config_member}) is not in it")
+        if hashes[config_member] != config_hex:
+            raise ArchiveError(f"{path} is damaged: the configuration of {tags[0]} ({config_member}) has the sha256 "
+                               f"{hashes[config_member][:12]}...")
+        config = document(config_member, "the configuration")
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        layers = [posixpath.normpath(l) for l in entry["Layers"]]
+        if len(layers) != len(diff_ids):
+            raise ArchiveError(f"{path} is damaged: {tags[0]} lists {len(layers)} layers, its configuration {len(diff_ids)}")
+        for i, (layer, diff_id) in enumerate(zip(layers, diff_ids), 1):
+            got = hashes.get(layer)
+            if got is None:
+                raise ArchiveError(f"{path} is incomplete: layer {i} of {tags[0]} ({layer}) is not in it")
+            # a compressed OCI blob cannot match its diff_id; its name is its digest, checked above
+            if f"sha256:{got}" != diff_id and not layer.startswith("blobs/sha256/"):
+                raise ArchiveError(f"{path} is damaged: layer {i} of {tags[0]} ({layer}) has the sha256 {got[:12]}..., "
+                                   f"its image expects {diff_id.removeprefix('sha256:')[:12]}...")
+        labels = (config.get("config") or {}).get("Labels") or {}
+        holders = _oci_holders(small, f"sha256:{config_hex}")
+        records += [{"image": next((n for n, s in IMAGES.items() if s.tag == tag), None), "tag": tag,
+                     "id": f"sha256:{config_hex}", "fingerprint": labels.get(FINGERPRINT_LABEL),
+                     "architecture": config.get("architecture"), "layers": len(layers),
+                     **({"digests": holders} if holders else {})} for tag in tags]
+    order = list(IMAGES)  # docker writes the manifest in no fixed order: the table's order, then other tags
+    return sorted(records, key=lambda r: (order.index(r["image"]) if r["image"] else len(order), r["tag"]))
+
+# %% ../nbs/92_images.ipynb #e625e0ba
+def image_id(tag: str,  # a tag, or an image id
+             client=None) -> str | None:
+    "The id of the image `tag` names on the engine, or None."
+    docker = require("docker")
+    try:
+        return (client or docker_client()).images.get(tag).id
+    except docker.errors.ImageNotFound:
+        return None
+
+# %% ../nbs/92_images.ipynb #72085732
+def save_images(path: str | Path,  # the file to write: NAME.tar, or NAME.tar.gz to gzip it (smaller, slower to write)
+                names: list[str] | None = None,  # rows of `IMAGES` (default: every one this engine has)
+                progress: bool = True,  # a progress bar over the bytes the engine sends
+                client=None) -> dict:
+    "`docker save` the course's images `names` into one file, written as FILE.part and renamed once it verifies; what it holds."
+    client, path, t0 = client or docker_client(), Path(path), time.time()
+    left_out = []
+    if names is None:
+        names = [n for n, s in IMAGES.items() if image_exists(s.tag, client)]
+        left_out = [n for n in IMAGES if n not in names]
+        if not names:
+            raise ImageMissing("none of the course's images is on this engine: build them first (mnist-course images)")
+    for n in names:
+        require_image(image_tag(n), client)
+    images = {n: client.images.get(image_tag(n)) for n in names}
+    total = sum(img.attrs["Size"] - (images[b].attrs["Size"] if (b := IMAGES[n].base) in images else 0)
+                for n, img in images.items())
+    part = path.with_name(path.name + ".part")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # the SDK saves one image per call; the engine's endpoint takes several and writes shared layers once
+    res = client.api._get(client.api._url("/images/get"), params={"names": [image_tag(n) for n in names]}, stream=True)
+    try:
+        with open(part, "wb") as f, _bar(f"save {path.name}", total, progress=progress) as bar:
+            out = gzip.GzipFile(path.name.removesuffix(".gz"), "wb", 1, f, mtime=0) if path.suffix == ".gz" else f
+            for chunk in client.api._stream_raw_result(res, 1 << 20, False):
+                out.write(chunk)
+                bar.update(len(chunk))
+            bar.total = bar.n  # the sizes were an estimate: the bar ends full
+            if out is not f:
+                out.close()  # writes gzip's trailer, without which a reader finds the file cut short
+            f.flush()
+            os.fsync(f.fileno())  # on the disk (a USB stick) before the file takes its real name
+        try:  # an engine that fails part way writes its error into the stream: only a whole archive is kept
+            verify_archive(part, progress)
+        except ArchiveError as e:
+            raise ArchiveError(f"saving {path} failed, what the engine sent does not check: {e}") from None
+        os.replace(part, path)
+    except BaseException:
+        part.unlink(missing_ok=True)
+        raise
+    finally:
+        res.close()
+    return {"file": str(path), "bytes": path.stat().st_size, "seconds": round(time.time() - t0, 1), "left_out": left_out,
+            "images": [{"image": n, "tag": image_tag(n), "id": img.id, "fingerprint": (img.labels or {}).get(FINGERPRINT_LABEL),
+                        "architecture": img.attrs.get("Architecture"), "up_to_date": up_to_date(n, client)}
+                       for n, img in images.items()]}
+
+# %% ../nbs/92_images.ipynb #f65cbc53
+def _undo_load(client, tags_before: dict, ids_before: dict) -> str:
+    "Point each tag back at the image it named before a load (or remove it), remove the images the load left untagged; what came of it."
+    docker = require("docker")
+    failed = []
+    for tag, was in tags_before.items():
+        try:
+            if (now := image_id(tag, client)) == was:
+                continue
+            if was:
+                repo, _, name = tag.rpartition(":")
+                client.api.tag(was, repo, name)
+            else:
+                client.api.remove_image(tag)  # the tag; its image goes with its last tag
+        except docker.errors.APIError as e:
+            failed.append(f"{tag} ({e.explanation or e})")
+    for id_, existed in ids_before.items():
+        try:
+            if not existed and not client.images.get(id_).tags:
+                client.api.remove_image(id_)
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.APIError as e:
+            failed.append(f"{id_} ({e.explanation or e})")
+    return "the engine is as it was" if not failed else f"undoing it failed for {'; '.join(failed)}"
+
+# %% ../nbs/92_images.ipynb #96ea3daa
+def load_images(path: str | Path,  # an archive made by `save_images` (or a `docker save` of course images)
+                progress: bool = True,  # progress bars over checking the file and sending it to the engine
+                client=None) -> list[dict]:
+    "Check `path` (`verify_archive`), `docker load` it, check each tag names its image; a failed load is undone. One record per tag."
+    path = Path(path)
+    try:
+        records = verify_archive(path, progress)
+    except ArchiveError as e:
+        raise ArchiveError(f"{e}; nothing was loaded") from None
+    client = client or docker_client()
+    tags_before = {r["tag"]: image_id(r["tag"], client) for r in records}
+    ids_before = {r["id"]: image_id(r["id"], client) is not None for r in records}
+    def chunks(f, bar):
+        while chunk := f.read(1 << 20):
+            bar.update(len(chunk))
+            yield chunk
+    try:
+        with open(path, "rb") as f, _bar(f"load {path.name}", path.stat().st_size, progress=progress) as bar:
+            client.images.load(chunks(f, bar))  # a .gz goes as it is: the engine unpacks it
+        for r in records:
+            if (now := image_id(r["tag"], client)) not in (r["id"], *r.get("digests", ())):
+                raise ArchiveError(f"after loading {path}, {r['tag']} names {now}, not the archive's {r['id']}")
+    except BaseException as e:
+        try:
+            undone = _undo_load(client, tags_before, ids_before)
+        except Exception as u:  # the engine went away as well
+            undone = f"undoing it failed ({type(u).__name__}): see `docker images`"
+        if not isinstance(e, Exception):  # Ctrl-C: undone, and stop
+            raise
+        said = str(e) if isinstance(e, ArchiveError) else f"loading {path} failed ({type(e).__name__}: {' '.join(str(e).split())})"
+        raise ArchiveError(f"{said}; {undone}") from e
+    return [{"image": r["image"], "tag": r["tag"], "id": r["id"], "fingerprint": r["fingerprint"],
+             "architecture": r["architecture"], "up_to_date": up_to_date(r["image"], client) if r["image"] else None,
+             "previous_id": tags_before[r["tag"]]} for r in records]
