@@ -174,7 +174,8 @@ def doctor(images: tuple | None = None,  # image names to check (default: all of
             checks.append(Check(f"image {name}", False, f"{tag} was built from an older checkout (its Dockerfile or "
                                 "the package changed)", f"mnist-course images --only {name}"))
         else:
-            checks.append(Check(f"image {name}", False, f"{tag} missing", f"mnist-course images --only {name}"))
+            checks.append(Check(f"image {name}", False, f"{tag} missing", f"mnist-course images --only {name} "
+                                "(or, from an archive an instructor made: mnist-course images load FILE)"))
     bad = {k: v for k, v in check_mnist().items() if v != "ok"}
     checks.append(Check("mnist", not bad, "4 idx files, md5 verified" if not bad else json.dumps(bad),
                         "" if not bad else "mnist-course data"))
