@@ -44,11 +44,15 @@ course-quick: setup
 
 # 1. notebooks clean and package in sync  2. nbdev_test (no docker) beside JupyterLab in headless
 # Chromium and the lessons' shape  3. every notebook under papermill with CI parameters, then the
-# course site in Chromium. After 2 and after 3, nothing the tests started may be left running.
+# course site in Chromium  4. learners' own engines: a rootless engine of a test user (publish mode,
+# images handed over as a file), and two non-root learners running lessons side by side.
+# After 2, 3 and 4, nothing the tests started may be left running.
 test: setup check-clean
 	$(TIMED) nbdev_test-beside-lab bash tests/beside.sh "$(BIN)/nbdev_test --n_workers 2 --timing" \
 	  $(BIN)/python -m pytest tests/test_browser_lab.py tests/test_lessons.py tests/test_zz_leftovers.py
 	$(TIMED) notebooks-and-site $(BIN)/python -m pytest tests/test_notebooks.py tests/test_browser_site.py \
+	  tests/test_zz_leftovers.py
+	$(TIMED) learners-engines $(BIN)/python -m pytest tests/test_rootless_engine.py tests/test_learners.py \
 	  tests/test_zz_leftovers.py
 	@$(TIMED) --summary
 
