@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.leftovers import MARKER
@@ -43,6 +43,9 @@ class Learner:
     uid: int
     gid: int
     home: Path
+    group_names: tuple = ("docker", GROUP)  # the groups the learner's commands run with
+    docker_host: str = "unix:///var/run/docker.sock"  # the engine they use (the shared one by default)
+    extra_env: dict = field(default_factory=dict)  # more of the learner's environment (a rootless engine's runtime dir)
 
     @property
     def clone(self) -> Path:
@@ -50,14 +53,14 @@ class Learner:
 
     @property
     def groups(self) -> list[int]:
-        return [grp.getgrnam("docker").gr_gid, grp.getgrnam(GROUP).gr_gid]
+        return [grp.getgrnam(g).gr_gid for g in self.group_names]
 
     def env(self) -> dict:
         "The learner's environment: nothing of root's but pip's index settings and the suite's marker."
         env = {"HOME": str(self.home), "USER": self.user, "LOGNAME": self.user, "LANG": "C.UTF-8",
                "PATH": f"{self.clone}/.venv/bin:{PATH}", "MNIST_COURSE_CACHE": str(SHARED_CACHE),
-               # engines on other sockets would be found first otherwise: the learner uses the shared one
-               "DOCKER_HOST": "unix:///var/run/docker.sock"}
+               # the engine is named: another one answering on a socket the course looks at is not this learner's
+               "DOCKER_HOST": self.docker_host, **self.extra_env}
         env.update({k: v for k, v in os.environ.items() if k.startswith("PIP_") or k == MARKER})
         return env
 
