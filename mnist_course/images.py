@@ -16,22 +16,24 @@ import tarfile
 import threading
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .core import (CourseError, ImageBuildError, ImageMissing, SetupError, build_dir, cache_dir, code_bytes,
-                               project_root, require)
+from .core import (CourseError, ImageBuildError, ImageMissing, SetupError, UsageError, build_dir,
+                               cache_dir, code_bytes, project_root, require)
 from .engine import docker_client
 
 # %% auto #0
-__all__ = ['TORCH_CPU', 'TORCH_CUDA', 'TORCHSERVE', 'PYYAML', 'PYTRITON', 'TRITON', 'NGC_TRITON', 'TQDM', 'PERF_ANALYZER',
-           'TRIXIE_WHEELS', 'IMAGE_PREFIX', 'LOCAL_BASE', 'IMAGES', 'FINGERPRINT_LABEL', 'ImageSpec', 'image_tag',
-           'image_exists', 'package_closure', 'fingerprint', 'up_to_date', 'require_image', 'project_wheel',
-           'stage_context', 'build_image', 'build_images', 'ArchiveError', 'course_tag', 'verify_archive', 'image_id',
-           'save_images', 'load_images']
+__all__ = ['TORCH_CPU', 'TORCH_CPU_ARM64', 'TORCH_CUDA', 'TORCHSERVE', 'PYYAML', 'PYTRITON', 'TRITON', 'NGC_TRITON', 'TQDM',
+           'PERF_ANALYZER', 'PLATFORMS', 'IMAGE_PREFIX', 'LOCAL_BASE', 'IMAGES', 'FINGERPRINT_LABEL', 'ImageSpec',
+           'image_tag', 'image_exists', 'package_closure', 'fingerprint', 'up_to_date', 'require_image', 'image_spec',
+           'WheelTarget', 'wheel_target', 'pip_platforms', 'pip_target_args', 'target_markers', 'resolve_wheels',
+           'target_tags', 'check_wheels', 'project_wheel', 'stage_context', 'build_image', 'build_images',
+           'ArchiveError', 'course_tag', 'verify_archive', 'image_id', 'save_images', 'load_images']
 
 # %% ../nbs/92_images.ipynb #d31f8a58
-TORCH_CPU = "2.13.0"  # CPU build of torch: training-cpu, TorchServe and Triton images
+TORCH_CPU = "2.13.0"  # CPU build of torch for linux/amd64: training-cpu, TorchServe and Triton images
+TORCH_CPU_ARM64 = "2.10.0"  # ... and for linux/arm64: the newest CPU-only aarch64 build on the index
 TORCH_CUDA = "2.14.1"  # CUDA build: the GPU training image
 TORCHSERVE = "0.12.0"  # TorchServe and torch-model-archiver: the last release
 PYYAML = "6.0.4"  # TorchServe reads model-config.yaml with it but does not declare it
@@ -40,8 +42,7 @@ TRITON = "2.51.0"  # ... of this release (NVIDIA's container 24.10)
 NGC_TRITON = "nvcr.io/nvidia/tritonserver:24.10-py3"  # NVIDIA's image of that release: every backend, GPUs
 TQDM = "tqdm>=4.60"  # the project wheel's one dependency besides torch
 PERF_ANALYZER = "2.60.0"  # Triton's C++ load generator (the `perf-analyzer` wheel; needs glibc >= 2.38)
-# pip downloads wheels for the host; perf_analyzer's is for the trixie image, whose glibc is newer
-TRIXIE_WHEELS = ("--platform", "manylinux_2_38_x86_64", "--python-version", "3.13")
+PLATFORMS = ("linux/amd64", "linux/arm64")  # what the images are built for, in Docker's names; a row may take fewer
 # The repository part of every tag. A second checkout sharing the engine (a branch, a teacher's
 # copy) sets MNIST_COURSE_IMAGES to keep its images apart from this one's.
 IMAGE_PREFIX = os.environ.get("MNIST_COURSE_IMAGES", "mnist-course")
@@ -60,11 +61,12 @@ class ImageSpec:
     buildargs: dict = field(default_factory=dict)  # the Dockerfile's ARGs: the pins
     wheels: tuple = ()  # requirements `pip download`ed, with their dependencies, into the context's wheels/
     wheels_no_deps: tuple = ()  # requirements downloaded without their dependencies
-    wheel_target: tuple = ()  # pip download's --platform/--python-version for wheels_no_deps, if not the host's
     project_wheel: bool = False  # build this package's wheel into wheels/ too
     runs: tuple = ()  # the package's modules the image runs (with what they import): its code, for `fingerprint`
     host_files: dict = field(default_factory=dict)  # absolute host path -> name in the context
     base: str | None = "python"  # the image passed as BASE_IMAGE (None: the Dockerfile needs none)
+    runtime: tuple = ()  # a Python base's (Python "X.Y", glibc "2.N"): what the wheels of the images on it must fit
+    platforms: tuple = PLATFORMS  # what it can be built for
 
 IMAGES: dict[str, ImageSpec] = {s.name: s for s in [
     ImageSpec("busybox", f"{IMAGE_PREFIX}/busybox:latest",
@@ -74,7 +76,7 @@ IMAGES: dict[str, ImageSpec] = {s.name: s for s in [
               "a stand-in for Docker Hub's hello-world where no registry is reachable: busybox printing a greeting",
               dockerfile="docker/hello/Dockerfile", base="busybox"),
     ImageSpec("python", LOCAL_BASE, "Debian bookworm minbase + Python 3.11, made with debootstrap",
-              script="docker/base/build-python-base.sh", base=None),
+              script="docker/base/build-python-base.sh", base=None, runtime=("3.11", "2.36")),  # python:3.11-slim-bookworm's too
     ImageSpec("torch-cpu", f"{IMAGE_PREFIX}/torch:{TORCH_CPU}-cpu",
               f"a venv at /opt/venv with the CPU build of torch {TORCH_CPU}: the base of train-cpu",
               dockerfile="docker/torch/Dockerfile", buildargs={"TORCH_VERSION": TORCH_CPU},
@@ -82,13 +84,14 @@ IMAGES: dict[str, ImageSpec] = {s.name: s for s in [
     ImageSpec("torch-gpu", f"{IMAGE_PREFIX}/torch:{TORCH_CUDA}-cuda",
               f"a venv at /opt/venv with the CUDA build of torch {TORCH_CUDA}: the base of train-gpu",
               dockerfile="docker/torch/Dockerfile", buildargs={"TORCH_VERSION": TORCH_CUDA},
-              wheels=(f"torch=={TORCH_CUDA}", TQDM)),
+              wheels=(f"torch=={TORCH_CUDA}", TQDM), platforms=("linux/amd64",)),  # for x86_64 hosts with an NVIDIA GPU
     ImageSpec("train-cpu", f"{IMAGE_PREFIX}/train-cpu:{TORCH_CPU}",
               f"mnist-train on the CPU build of torch {TORCH_CPU}: non-root, data read-only at /data, output at /out",
               dockerfile="docker/train/Dockerfile", project_wheel=True, runs=("train",), base="torch-cpu"),
     ImageSpec("train-gpu", f"{IMAGE_PREFIX}/train-gpu:{TORCH_CUDA}",
               f"mnist-train on the CUDA build of torch {TORCH_CUDA}: `--gpus all` on a GPU host, the CPU elsewhere",
-              dockerfile="docker/train/Dockerfile", project_wheel=True, runs=("train",), base="torch-gpu"),
+              dockerfile="docker/train/Dockerfile", project_wheel=True, runs=("train",), base="torch-gpu",
+              platforms=("linux/amd64",)),  # on arm64 (a Mac), train-cpu trains
     ImageSpec("torchserve", f"{IMAGE_PREFIX}/torchserve:{TORCHSERVE}",
               f"TorchServe {TORCHSERVE} (Java 17 frontend) with CPU torch {TORCH_CPU}: serves model archives",
               dockerfile="docker/torchserve/Dockerfile",
@@ -102,11 +105,11 @@ IMAGES: dict[str, ImageSpec] = {s.name: s for s in [
               project_wheel=True, runs=("triton_model",)),
     ImageSpec("trixie", f"{IMAGE_PREFIX}/python:3.13-trixie",
               "Debian trixie minbase + Python 3.13, made with debootstrap: a glibc new enough for perf_analyzer",
-              script="docker/base/build-python-base.sh", script_args=("trixie",), base=None),
+              script="docker/base/build-python-base.sh", script_args=("trixie",), base=None, runtime=("3.13", "2.41")),
     ImageSpec("perf-analyzer", f"{IMAGE_PREFIX}/perf-analyzer:{PERF_ANALYZER}",
               f"Triton's perf_analyzer {PERF_ANALYZER} (C++) on trixie: load for Triton and TorchServe from outside Python",
               dockerfile="docker/perf_analyzer/Dockerfile", buildargs={"PERF_ANALYZER_VERSION": PERF_ANALYZER},
-              wheels_no_deps=(f"perf-analyzer=={PERF_ANALYZER}",), wheel_target=TRIXIE_WHEELS, base="trixie"),
+              wheels_no_deps=(f"perf-analyzer=={PERF_ANALYZER}",), base="trixie"),
 ]}
 
 def image_tag(name: str) -> str:
@@ -188,20 +191,169 @@ def require_image(tag: str, client=None) -> None:
            f"pull it while online (docker pull {tag}), or pass an image this engine has")
     raise ImageMissing(f"image {tag} is not on this engine: {fix}")
 
+# %% ../nbs/92_images.ipynb #b98fac7c
+def image_spec(name: str,  # a row of `IMAGES`
+               platform: str = "linux/amd64",  # one of `PLATFORMS`
+              ) -> ImageSpec:
+    "The row `name` of `IMAGES` as built for `platform`: on linux/arm64 the CPU build of torch is `TORCH_CPU_ARM64`."
+    image_tag(name)  # an unknown name says which there are
+    spec = IMAGES[name]
+    if platform not in PLATFORMS:
+        raise UsageError(f"unknown platform {platform!r}: choose from {', '.join(PLATFORMS)}")
+    if platform not in spec.platforms:
+        twin = [n for n, s in IMAGES.items() if s.dockerfile == spec.dockerfile and platform in s.platforms]
+        raise UsageError(f"image {name} is built for {' and '.join(spec.platforms)} only ({spec.doc.split(':')[0]})"
+                         + (f": on {platform}, use {twin[0]}" if twin else ""))
+    if platform == "linux/amd64":  # the row itself: its fingerprint and its wheelhouse stay what they were
+        return spec
+    arm = {f"torch=={TORCH_CPU}": f"torch=={TORCH_CPU_ARM64}"}
+    return replace(spec, wheels=tuple(arm.get(r, r) for r in spec.wheels),
+                   buildargs={k: TORCH_CPU_ARM64 if (k, v) == ("TORCH_VERSION", TORCH_CPU) else v
+                              for k, v in spec.buildargs.items()})
+
+# %% ../nbs/92_images.ipynb #8ee7cd38
+_MACHINES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}  # Docker's platform -> the processor as wheel tags name it
+
+def _host_machine() -> str:
+    "This machine's processor, named as in `_MACHINES` (macOS says arm64, Windows AMD64)."
+    import platform
+    m = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)
+
+@dataclass(frozen=True)
+class WheelTarget:
+    "What the wheels of an image must fit: its platform, and the Python and glibc of its base."
+    platform: str  # Docker's name: linux/amd64, linux/arm64
+    python: str  # "X.Y"
+    glibc: str  # "2.N"
+
+    @property
+    def machine(self) -> str:
+        "The processor, as wheel tags and Linux's `uname -m` name it."
+        return _MACHINES[self.platform]
+
+def wheel_target(name: str,  # a row of `IMAGES`
+                 platform: str = "linux/amd64",  # one of the row's `platforms`
+                ) -> WheelTarget:
+    "What the wheels of image `name` built for `platform` must fit: the `runtime` of the base its `base` chain ends in."
+    image_spec(name, platform)  # a platform the row is not built for says so
+    row = IMAGES[name]
+    while not row.runtime:
+        if not row.base:
+            raise UsageError(f"image {name} stands on no Python base: it installs no wheels")
+        row = IMAGES[row.base]
+    return WheelTarget(platform, *row.runtime)
+
+# %% ../nbs/92_images.ipynb #fbc0a1f6
+_LEGACY = {17: "manylinux2014", 12: "manylinux2010", 5: "manylinux1"}  # the names PEP 599, 571 and 513 gave these glibcs
+
+def pip_platforms(target: WheelTarget) -> list[str]:
+    "The platform tags an image of `target` accepts, best first, as pip lists them on such a Linux host."
+    m, newest = target.machine, int(target.glibc.split(".")[1])
+    oldest = 5 if m == "x86_64" else 17  # manylinux begins at glibc 2.17 on every processor but x86
+    tags = []
+    for minor in range(newest, oldest - 1, -1):
+        tags += [f"manylinux_2_{minor}_{m}"] + ([f"{_LEGACY[minor]}_{m}"] if minor in _LEGACY else [])
+    return tags + [f"linux_{m}"]
+
+def pip_target_args(target: WheelTarget) -> tuple:
+    "pip's options that choose wheels for `target` instead of the host: wheels only, every platform tag, the interpreter."
+    return ("--only-binary=:all:", *(a for p in pip_platforms(target) for a in ("--platform", p)),
+            "--python-version", target.python, "--implementation", "cp", "--abi", f"cp{target.python.replace('.', '')}")
+
+# %% ../nbs/92_images.ipynb #f688bb58
+def target_markers(target: WheelTarget) -> dict:
+    "The environment markers (PEP 508) of the image's interpreter: what a dependency's condition is evaluated against."
+    full = f"{target.python}.0"  # the image's patch release is not known here; conditions on it are rare
+    return {"implementation_name": "cpython", "implementation_version": full, "os_name": "posix",
+            "platform_machine": target.machine, "platform_python_implementation": "CPython",
+            "platform_release": "", "platform_system": "Linux", "platform_version": "",  # the kernel: whoever runs it
+            "python_full_version": full, "python_version": target.python, "sys_platform": "linux"}
+
+# pip evaluates markers with its own copy of `packaging`, whose `default_environment()` supplies the values:
+# replaced before pip starts
+_PIP_FOR_TARGET = ("import json, sys; from pip._vendor.packaging import markers; "
+                   "env = json.loads(sys.argv.pop(1)); markers.default_environment = lambda: dict(env); "
+                   "from pip._internal.cli.main import main; sys.exit(main(sys.argv[1:]))")
+
+def _pip(target: WheelTarget, *args) -> subprocess.CompletedProcess:
+    "Run `pip ARGS` as if in the image: with `target`'s environment markers, not the host's."
+    env = {k: v for k, v in os.environ.items() if k != "FORCE_COLOR"}  # a notebook's kernel sets it: plain messages
+    return subprocess.run([sys.executable, "-c", _PIP_FOR_TARGET, json.dumps(target_markers(target)), *args],
+                          capture_output=True, text=True, env=env)
+
+# %% ../nbs/92_images.ipynb #624b809f
+def _requirement_args(reqs, target: WheelTarget, no_deps: bool = False) -> list[str]:
+    "pip's arguments for `reqs` on `target`: the same for downloading and for resolving."
+    return [*pip_target_args(target), *(["--no-deps"] if no_deps else []), *reqs]
+
+def _dry_run(target: WheelTarget, *args) -> list[str]:
+    "The wheel files `pip install ARGS` would fetch for `target`, sorted, resolved without downloading them."
+    import tempfile
+    from urllib.parse import unquote, urlsplit
+    with tempfile.TemporaryDirectory() as d:
+        report = Path(d) / "report.json"
+        r = _pip(target, "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
+                 "--target", str(Path(d) / "never"), *args)
+        if r.returncode:
+            raise SetupError(f"pip could not resolve wheels for {target.platform}:\n{r.stderr[-2000:]}")
+        found = json.loads(report.read_text())["install"]
+    return sorted(unquote(posixpath.basename(urlsplit(i["download_info"]["url"]).path)) for i in found)
+
+def resolve_wheels(name: str,  # a row of `IMAGES`
+                   platform: str = "linux/amd64",  # one of the row's `platforms`
+                  ) -> list[str]:
+    "The wheel files pip picks for the row today, resolved without downloading (a wheelhouse keeps what it got earlier)."
+    spec = image_spec(name, platform)
+    if not (spec.wheels or spec.wheels_no_deps):
+        return []
+    target, found = wheel_target(name, platform), set()
+    for reqs, no_deps in ((spec.wheels, False), (spec.wheels_no_deps, True)):
+        if reqs:
+            found.update(_dry_run(target, *_requirement_args(reqs, target, no_deps)))
+    return sorted(found)
+
+# %% ../nbs/92_images.ipynb #27a84dcc
+def target_tags(target: WheelTarget) -> frozenset:
+    "Every wheel tag the image's interpreter accepts: `packaging.tags` with the image's Python and platforms."
+    tags = require("packaging.tags", "checking wheels against an image")
+    version = tuple(int(v) for v in target.python.split("."))
+    interpreter, platforms = f"cp{version[0]}{version[1]}", pip_platforms(target)
+    return frozenset([*tags.cpython_tags(version, [interpreter], platforms),
+                      *tags.compatible_tags(version, interpreter, platforms)])
+
+def check_wheels(files,  # file names
+                 target: WheelTarget,  # what they must install on
+                 where: str = "",  # the folder that holds them, for the message
+                ) -> list[str]:
+    "The names in `files`, sorted, if each is a wheel that installs on `target`; else `SetupError` naming the others."
+    utils = require("packaging.utils", "checking wheels against an image")
+    files, ok, bad = sorted(files), target_tags(target), []
+    for f in files:
+        try:
+            if not utils.parse_wheel_filename(f)[3] & ok:
+                bad.append(f)
+        except utils.InvalidWheelFilename:
+            bad.append(f)
+    if bad:
+        raise SetupError(f"{len(bad)} of {len(files)} files{f' in {where}' if where else ''} do not install on "
+                         f"{target.platform} (Python {target.python}, glibc {target.glibc}): {', '.join(bad)}"
+                         + (f"; remove {where} and stage again" if where else ""))
+    return files
+
 # %% ../nbs/92_images.ipynb #12d530cf
-def _pip_download(reqs, dest: Path, no_deps: bool = False, target: tuple = ()) -> None:
-    "Fill `dest` with wheels for `reqs` (for the host, or for `target`: pip's --platform/--python-version)."
+def _pip_download(reqs, dest: Path, target: WheelTarget, no_deps: bool = False) -> None:
+    "Fill `dest` with the wheels of `reqs` for `target` (with their dependencies, unless `no_deps`)."
     import hashlib
-    args = ["--only-binary=:all:", *(["--no-deps"] if no_deps else []), *target, *reqs]
+    args = _requirement_args(reqs, target, no_deps)
     # what an earlier download of exactly these requirements saved: while those files are all there,
     # pip (seconds of asking the index for the same pins) is not asked again
     record = dest.parent / f"{dest.name}.{hashlib.sha256(' '.join(args).encode()).hexdigest()[:12]}.downloaded"
     if record.exists() and all((dest / w).exists() for w in record.read_text().split()):
         return
-    r = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--dest", str(dest), *args],
-                       capture_output=True, text=True)
+    r = _pip(target, "download", "--quiet", "--dest", str(dest), *args)
     if r.returncode:
-        raise SetupError(f"pip download {' '.join(reqs)} failed:\n{r.stderr[-2000:]}")
+        raise SetupError(f"pip download {' '.join(reqs)} for {target.platform} failed:\n{r.stderr[-2000:]}")
     # pip reports nothing with --quiet: record every wheel, those from earlier downloads too (a superset is safe)
     record.write_text("\n".join(sorted(p.name for p in dest.glob("*.whl"))) + "\n")
 
@@ -240,17 +392,23 @@ def _copy_into(src: Path, dst: Path) -> None:
         dst.parent.mkdir(parents=True, exist_ok=True)
         _link_or_copy(src, dst)
 
-def stage_context(name: str) -> Path:
-    "Assemble the build context of `IMAGES[name]` under `build/images/NAME/` and return it."
+def stage_context(name: str,  # a row of `IMAGES`
+                  platform: str = "linux/amd64",  # one of the row's `platforms`: what its wheels are downloaded for
+                 ) -> Path:
+    "Assemble the build context of `IMAGES[name]` for `platform` under `build/images/NAME/` (`NAME-arm64/` for arm64); return it."
     import shutil
-    spec, root = IMAGES[name], project_root()
-    ctx = build_dir("images", name)
+    spec, root = image_spec(name, platform), project_root()
+    folder = name if platform == "linux/amd64" else f"{name}-{platform.rsplit('/', 1)[1]}"  # amd64: the folders it always had
+    ctx = build_dir("images", folder)
     if spec.dockerfile:
         _copy_into((root / spec.dockerfile).parent, ctx)
     for src, dst in spec.host_files.items():
         if not Path(src).exists():
             raise SetupError(f"image {name} needs {src} on the host: `make setup` installs it "
                              "(Debian/Ubuntu: apt-get install busybox-static)")
+        if _host_machine() != _MACHINES[platform]:
+            raise SetupError(f"image {name} copies the host's {src}, a program for {_host_machine()}: "
+                             f"it cannot go into a {platform} image")
         _copy_into(Path(src), ctx / dst)
     if spec.wheels or spec.wheels_no_deps or spec.project_wheel:
         wheels = ctx / "wheels"
@@ -258,11 +416,13 @@ def stage_context(name: str) -> Path:
         wheels.mkdir()
         if spec.wheels or spec.wheels_no_deps:
             # downloaded wheels only change with the pins: kept between checkouts (build/ when the cache is off)
-            cache = cache_dir("wheelhouse", name) or build_dir("wheelhouse", name)
+            cache = cache_dir("wheelhouse", folder) or build_dir("wheelhouse", folder)
+            target = wheel_target(name, platform)
             if spec.wheels:
-                _pip_download(spec.wheels, cache)
+                _pip_download(spec.wheels, cache, target)
             if spec.wheels_no_deps:
-                _pip_download(spec.wheels_no_deps, cache, no_deps=True, target=spec.wheel_target)
+                _pip_download(spec.wheels_no_deps, cache, target, no_deps=True)
+            check_wheels([p.name for p in cache.iterdir()], target, where=str(cache))
             _copy_into(cache, wheels)
         if spec.project_wheel:
             project_wheel(wheels)
@@ -329,9 +489,10 @@ def build_images(names,  # rows of `IMAGES`, in the order their records are want
     "Build `names` (each only if out of date, or all with `force`) and the local bases they need, `workers` at a time, each after its base."
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
     names, order = list(names), []
-    def visit(n):  # bases of bases first, then the image
+    def visit(n):  # bases of bases first, then the image; an image that is up to date needs no base (one loaded
+        # from an archive may come without the bases it was built on)
         b = IMAGES[n].base
-        if b and not (base_image and b == "python") and b not in order:
+        if b and not (base_image and b == "python") and b not in order and (force and n in names or not up_to_date(n)):
             visit(b)
         if n not in order:
             order.append(n)
