@@ -401,3 +401,60 @@ def test_publish_mode_serves_both_servers():
     print(f"best publish/host = {load['publish']['best']:.0f}/{load['host']['best']:.0f} = {ratio:.2f} (issue 19 asks "
           f">= 0.85); the port forwarders used {load['publish']['forwarders_cpu_seconds']} CPU-s in "
           f"{publish_seconds:.1f} s of publish-mode loops on {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
+
+
+PUBLISH_LESSONS = ("01_docker_basics", "07_torchserve_deploy", "09_triton_deploy")
+
+
+def test_lessons_in_publish_mode(tmp_path):
+    """As the rootless engine's user, with a clone and venv of its own and the images handed over as a file, lessons
+    01, 07 and 09 run in quick mode and pass in publish mode; the user's engine is left with no container."""
+    from mnist_course.train import ensure_trained_model, trained_model_cache
+    from tests.learners import GROUP, Learner, fresh_clone, seed_model, shared_cache
+    from tests.test_learners import RUN_LESSON
+
+    shared_cache()
+    model, key_path = ensure_trained_model(), trained_model_cache()
+    if key_path:
+        seed_model(model, key_path)
+    log = tmp_path / "rootless-lessons.log"
+    log.touch()
+    seconds = {}
+    with rootless_engine() as engine:
+        # in the learners' group for the shared course cache only: not in `docker`, so the shared engine is out of reach
+        subprocess.run(["usermod", "--append", "--groups", GROUP, engine.user], check=True, capture_output=True)
+        learner = Learner(engine.user, engine.uid, engine.gid, engine.home, group_names=(GROUP,),
+                          docker_host=engine.docker_host,
+                          # pip reaches the package index as for any learner; the engine itself keeps its proxy to nowhere
+                          extra_env={"XDG_RUNTIME_DIR": str(engine.runtime_dir)})
+
+        def step(name, argv, timeout=900):
+            t0 = time.monotonic()
+            r = learner.run(argv, timeout=timeout, log=log)
+            seconds[name] = round(time.monotonic() - t0, 1)
+            assert r.returncode == 0, f"{name} as {engine.user} failed (exit {r.returncode}):\n" + \
+                "\n".join(log.read_text().splitlines()[-40:])
+
+        seconds["clone"] = round(fresh_clone(learner), 1)
+        step("venv", ["make", "venv", "PYTHON=/usr/bin/python3"])
+
+        def course_cli(*args, timeout=900) -> list[dict]:
+            r = learner.run([str(learner.clone / ".venv" / "bin" / "mnist-course"), *args], timeout=timeout)
+            assert r.returncode == 0, f"mnist-course {' '.join(args)} as {engine.user} failed:\n{r.stdout[-3000:]}"
+            return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+
+        names = ["busybox", "hello-world", "torchserve", "triton"]
+        seconds["images"] = copy_images(engine, names, ARCHIVES / "lesson-images.tar", course_cli)
+        # set-up as the learner would run it: the loaded images are taken as up to date, nothing is built
+        built = [r for r in course_cli("setup", "--only", *names) if r.get("step") == "image"]
+        assert [r["built"] for r in built] == [False] * len(names), built
+        engine_line = next(r for r in course_cli("setup", "--only", "busybox") if r.get("step") == "engine")
+        assert (engine_line["kind"], engine_line["network"]) == ("rootless", "publish"), engine_line
+        for nb in PUBLISH_LESSONS:
+            step(nb, [".venv/bin/python", "-c", RUN_LESSON, nb])
+        left = docker_at(engine.docker_host, "ps", "-aq").stdout.split()
+        assert not left, f"the lessons left {len(left)} container(s) on {engine.user}'s engine"
+        # lesson 01's registry runs on the host's loopback, out of this engine's reach: the lesson says so and goes on
+        executed = (learner.clone / "build" / "test-notebooks" / "01_docker_basics.ipynb").read_text()
+        assert "skipped: section 9 needs an engine that shares this host's network" in executed
+    print(f"\nlessons in publish mode as {engine.user}: {json.dumps(seconds)}")
