@@ -61,7 +61,8 @@ class Learner:
                "PATH": f"{self.clone}/.venv/bin:{PATH}", "MNIST_COURSE_CACHE": str(SHARED_CACHE),
                # the engine is named: another one answering on a socket the course looks at is not this learner's
                "DOCKER_HOST": self.docker_host, **self.extra_env}
-        env.update({k: v for k, v in os.environ.items() if k.startswith("PIP_") or k == MARKER})
+        # MNIST_COURSE_IMAGES: a run that keeps its images under another prefix (a cold run) means them for its learners too
+        env.update({k: v for k, v in os.environ.items() if k.startswith("PIP_") or k in (MARKER, "MNIST_COURSE_IMAGES")})
         return env
 
     def run(self, argv: list[str], timeout: float, cwd: Path | None = None, log: Path | None = None,
