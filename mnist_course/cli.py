@@ -65,9 +65,10 @@ def images(only: list[str] | None = None,  # any of: busybox hello-world python 
         yield r
 
 def clean(owner: str | None = None,  # only this owner's containers (the label's value)
+          everyone: bool = False,  # every learner's, not only yours (an engine several learners share)
          ):
-    "Stop and remove the containers the course left (those labelled mnist-course=OWNER)."
-    removed = containers.remove_containers(owner)
+    "Stop and remove the containers the course left (those labelled mnist-course=OWNER), yours unless --everyone."
+    removed = containers.remove_containers(owner, everyone=everyone)
     say(f"removed {len(removed)} container(s)")
     for name in removed:
         yield {"removed": name}
