@@ -19,9 +19,9 @@ from .engine import docker_client
 from .images import image_tag, require_image
 
 # %% auto #0
-__all__ = ['LABEL', 'LEARNER_LABEL', 'NETWORKS', 'RETRY', 'learner', 'course_name', 'unique_name', 'lookup', 'stop_container',
-           'start_container', 'container', 'remove_containers', 'wait_for', 'port_free', 'free_port', 'claim_ports',
-           'free_port_base', 'check_ports', 'start_server']
+__all__ = ['LABEL', 'LEARNER_LABEL', 'NETWORKS', 'RETRY', 'learner', 'mine', 'owned_by', 'course_name', 'unique_name', 'lookup',
+           'stop_container', 'start_container', 'container', 'remove_containers', 'wait_for', 'port_free', 'free_port',
+           'claim_ports', 'free_port_base', 'check_ports', 'start_server']
 
 # %% ../nbs/93_containers.ipynb #c6eea5d8
 LABEL = "mnist-course"  # label key on every container the course starts; its value is the owner
@@ -38,6 +38,14 @@ def learner() -> str:
     "Who runs the course here: `$MNIST_COURSE_LEARNER`, else the login name."
     import getpass
     return os.environ.get("MNIST_COURSE_LEARNER") or getpass.getuser()
+
+def mine(c) -> bool:
+    "Whether container `c` is this learner's (one from before the learner label counts as anyone's)."
+    return c.labels.get(LEARNER_LABEL, learner()) == learner()
+
+def owned_by(c, owner: str) -> bool:
+    "Whether container `c` was started by `owner` in this learner's run: only then may the course replace it."
+    return c.labels.get(LABEL) == owner and mine(c)
 
 def course_name(label: str) -> str:
     "A fixed container name of this learner's: `mnist-course-<label>`, with the learner after the prefix unless it is root."
@@ -137,7 +145,7 @@ def start_container(image: str,  # image name, e.g. "mnist-course/busybox:latest
             raise ValueError(f"network={network!r}: only a course container with network 'none' or 'publish' can be joined")
     old = lookup(name, client)
     if old is not None:
-        if old.labels.get(LABEL) != owner or old.labels.get(LEARNER_LABEL, learner()) != learner():
+        if not owned_by(old, owner):
             raise NameTaken(f"a container named {name!r} exists and does not belong to {owner!r}: "
                             f"remove it (docker rm -f {name}) or choose another name")
         stop_container(old, timeout=1, client=client)  # a leftover of an interrupted run of the same owner
@@ -179,9 +187,8 @@ def remove_containers(owner: str | None = None,  # one owner's containers (defau
     "Stop and remove the course's containers of this learner; return their names."
     client = client or docker_client()
     label = LABEL if owner is None else f"{LABEL}={owner}"
-    mine = lambda c: everyone or c.labels.get(LEARNER_LABEL, learner()) == learner()  # unlabelled: from before the label
     return sorted(c.name for c in client.containers.list(all=True, filters={"label": label})
-                  if mine(c) and stop_container(c, timeout=1, client=client))
+                  if (everyone or mine(c)) and stop_container(c, timeout=1, client=client))
 
 # %% ../nbs/93_containers.ipynb #dac61a2b
 RETRY = (NotReady, ConnectionError)  # what "not ready yet" looks like

@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from .containers import (LABEL, LEARNER_LABEL, check_ports, course_name, free_port_base, learner, lookup,
-                                     start_server, stop_container)
+from .containers import (check_ports, course_name, free_port_base, lookup, owned_by, start_server,
+                                     stop_container)
 from .core import CourseError, ModelMissing, NameTaken, UsageError, build_dir, say
 from .engine import bind_address, container_user, docker_client, server_network
 from .images import image_tag, require_image
@@ -131,7 +131,7 @@ class Server:
         image = image or image_tag(cls.image_name)
         require_image(image, client)
         old = lookup(name, client)
-        if old is not None and (old.labels.get(LABEL) != owner or old.labels.get(LEARNER_LABEL, learner()) != learner()):
+        if old is not None and not owned_by(old, owner):
             raise NameTaken(f"a container named {name!r} exists and does not belong to {owner!r}: "
                             f"remove it (docker rm -f {name}) or choose another --name")
         stop_container(name, timeout=10, client=client)  # our own leftover: its folder is about to be replaced
