@@ -18,7 +18,7 @@ from .core import EngineUnavailable, SetupError, UsageError, project_root, requi
 
 # %% auto #0
 __all__ = ['DESKTOP_SOCKETS', 'ENGINE_KINDS', 'NETWORK_MODES', 'HOST_TOOLS', 'APT_PACKAGES', 'engine_endpoints', 'docker_client',
-           'engine_kind', 'network_mode', 'has_limits', 'engine_notes', 'engine_info', 'client_kind', 'server_network',
+           'engine_kind', 'network_mode', 'has_limits', 'engine_notes', 'client_kind', 'engine_info', 'server_network',
            'bind_address', 'container_user', 'ensure_engine', 'HostTool', 'missing_host_packages', 'tool_fix',
            'ensure_host_packages', 'section_runs']
 
@@ -89,6 +89,9 @@ ENGINE_KINDS = {  # kind -> how doctor and lesson 00 name it
     "remote": "an engine on another machine",
 }
 
+def _is_root() -> bool:
+    return getattr(os, "geteuid", lambda: 1)() == 0  # Windows has no uids: never root
+
 def engine_kind(info: dict,  # `client.info()`
                 endpoint: str,  # the URL the client talks to
                 euid: int | None = None,  # this process's effective uid (default: os.geteuid())
@@ -100,8 +103,8 @@ def engine_kind(info: dict,  # `client.info()`
         return "desktop"
     if not endpoint.startswith(("unix://", "npipe://")):
         return "remote"
-    euid = getattr(os, "geteuid", lambda: 1)() if euid is None else euid
-    return "rootful" if euid == 0 else "docker-group"
+    root = _is_root() if euid is None else euid == 0
+    return "rootful" if root else "docker-group"
 
 # %% ../nbs/91_engine.ipynb #24a96575
 NETWORK_MODES = ("host", "publish")
@@ -146,14 +149,28 @@ def engine_notes(kind: str,  # `engine_kind`
                      "say so where they use them")
     return notes
 
+# %% ../nbs/91_engine.ipynb #66072992
+def _endpoint(client) -> tuple[str, str]:
+    "What chose the engine `client` talks to, and its URL (a client made elsewhere: its own base URL)."
+    return getattr(client, "course_endpoint", ("client", str(client.api.base_url)))
+
+def client_kind(client=None,
+                info: dict | None = None,  # `client.info()`, when the caller has it already
+                ) -> str:
+    "The kind of engine `client` talks to (worked out once per client)."
+    client = client or docker_client()
+    if not hasattr(client, "course_kind"):
+        client.course_kind = engine_kind(info or client.info(), _endpoint(client)[1])
+    return client.course_kind
+
 # %% ../nbs/91_engine.ipynb #cdbb893d
 def engine_info(client=None) -> dict:
     "Engine version, API, storage, cgroups, networks; its kind, architecture, network mode and notes."
     client = client or docker_client()
     info, ver = client.info(), client.version()
     nets = sorted(n.name for n in client.networks.list())
-    source, endpoint = getattr(client, "course_endpoint", ("client", str(client.api.base_url)))
-    kind = engine_kind(info, endpoint)
+    source, endpoint = _endpoint(client)
+    kind = client_kind(client, info)
     try:
         network, problem = network_mode(kind, "bridge" in nets), {}
     except UsageError as e:  # a wrong MNIST_COURSE_NETWORK: reported here, raised where a server starts
@@ -166,14 +183,6 @@ def engine_info(client=None) -> dict:
             "network": network, **problem, "limits": has_limits(info), "notes": engine_notes(kind, info)}
 
 # %% ../nbs/91_engine.ipynb #464d8576
-def client_kind(client=None) -> str:
-    "The kind of engine `client` talks to (asked once per client)."
-    client = client or docker_client()
-    if not hasattr(client, "course_kind"):
-        source, endpoint = getattr(client, "course_endpoint", ("client", str(client.api.base_url)))
-        client.course_kind = engine_kind(client.info(), endpoint)
-    return client.course_kind
-
 def server_network(client=None) -> str:
     "How this engine's servers are reached: 'host' or 'publish' (see `network_mode`)."
     client = client or docker_client()
@@ -242,7 +251,7 @@ def tool_fix(tool: HostTool,  # a row of `HOST_TOOLS`
     if system == "Darwin":
         return f"brew install {tool.brew}" if tool.brew else f"not needed on a Mac ({tool.used_by} uses official images there)"
     if shutil.which("apt-get") or system != "Linux":
-        sudo = "" if getattr(os, "geteuid", lambda: 1)() == 0 else "sudo "
+        sudo = "" if _is_root() else "sudo "
         return f"{sudo}apt-get install {tool.apt}"
     return f"install {tool.apt} (Debian's name) with your package manager"
 
@@ -254,7 +263,7 @@ def ensure_host_packages(packages: dict | None = None,  # probe -> Debian packag
     missing = missing_host_packages(packages)
     if not missing:
         return []
-    if getattr(os, "geteuid", lambda: 1)() != 0 or shutil.which("apt-get") is None:
+    if not _is_root() or shutil.which("apt-get") is None:
         if strict:
             raise SetupError(f"missing host packages: {' '.join(missing)}. Install them with your package manager "
                              f"(Debian/Ubuntu: sudo apt-get install {' '.join(missing)})")

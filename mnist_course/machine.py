@@ -181,7 +181,8 @@ def doctor(images: tuple | None = None,  # image names to check (default: all of
                         "" if not bad else "mnist-course data"))
     for mod, (ok, seen) in _checked_versions("torch", "torchvision").items():
         checks.append(Check(mod, ok, seen, "" if ok else "make setup (installs the virtual environment)"))
-    missing = [t for t in HOST_TOOLS if t.apt in missing_host_packages({t.probe: t.apt})]
+    gone = set(missing_host_packages())
+    missing = [t for t in HOST_TOOLS if t.apt in gone]
     checks.append(Check("host tools", not missing, "all present" if not missing else
                         "; ".join(f"{t.probe.rsplit('/', 1)[-1]} missing: {t.used_by}" for t in missing),
                         "; ".join(dict.fromkeys(tool_fix(t) for t in missing)), needed=False))
