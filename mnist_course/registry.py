@@ -128,8 +128,14 @@ def local_registry(port: int = 5000,  # listens on 127.0.0.1:port
         def output() -> str:
             return box.logs().decode(errors="replace") if box else log.read_text()
 
+        def exited() -> bool:
+            if box is None:
+                return proc.poll() is not None
+            box.reload()
+            return box.status == "exited"
+
         def listening():  # its own log line, not just any answer on the port: another server may hold it
-            if not reg.running() or (box and (box.reload() or box.status) == "exited"):
+            if exited():
                 raise ServerFailed(f"{image or 'docker-registry'} exited; its log:\n{output()[-2000:]}")
             return f"listening on {reg.host}" in output()
 
