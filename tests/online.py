@@ -144,7 +144,7 @@ def online_engine(mirror: str,  # the registry that plays Docker Hub, e.g. http:
     env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_HOST", "DOCKER_CONTEXT")}
     env.update(NO_EGRESS, PATH=f"/usr/sbin:/usr/bin:/sbin:/bin:{os.environ.get('PATH', '')}")
     t0 = time.monotonic()
-    with open(log, "ab") as out:
+    with open(log, "wb") as out:  # this run's log only (the folder is kept between runs)
         out.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
         out.flush()
         proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
