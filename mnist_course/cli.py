@@ -10,7 +10,8 @@ import sys
 
 from . import bench, containers, k8s, machine, servers, train_docker
 from .core import Command, CourseError, UsageError, run, say
-from .images import IMAGES, build_images, load_images, save_images, verify_archive
+from .engine import bases_in_force
+from .images import IMAGES, build_images, course_images, load_images, save_images, verify_archive
 from .torchserve import TorchServe
 from .triton import Triton
 
@@ -20,9 +21,10 @@ __all__ = ['SERVERS', 'COMMANDS', 'GROUPS', 'DEFAULTS', 'doctor', 'setup', 'data
 
 # %% ../nbs/98_cli.ipynb #7e2f97fe
 def doctor(min_free_gb: float = machine.MIN_FREE_GB,  # free disk to ask for
+           only: list[str] | None = None,  # check only these images (default: those the bases in force need)
           ):
-    "Check the engine, images, data, torch and disk; say how to fix what is missing."
-    checks = machine.doctor(min_free_gb=min_free_gb)
+    "Check the engine, the bases, images, data, torch and disk; say how to fix what is missing."
+    checks = machine.doctor(images=_image_names(only), min_free_gb=min_free_gb)
     for c in checks:
         yield {"check": c.name, "ok": c.ok, "detail": c.detail, **({"fix": c.fix} if c.fix else {}),
                **({} if c.needed else {"needed": False})}
@@ -40,10 +42,10 @@ def _image_names(only):
     unknown = [n for n in only or () if n not in IMAGES]
     if unknown:
         raise UsageError(f"unknown image {unknown[0]!r}: choose from {', '.join(IMAGES)}")
-    return tuple(only) if only else tuple(IMAGES)
+    return tuple(only) if only else None  # None: the rows the bases in force need (`course_images`)
 
-def setup(only: list[str] | None = None,  # build only these images (default: all)
-          base_image: str | None = None,  # an official base instead of the local one, e.g. python:3.11-slim-bookworm
+def setup(only: list[str] | None = None,  # build only these images (default: those the bases in force need)
+          base_image: str | None = None,  # the base of the images built on `python`, e.g. python:3.11-slim-bookworm
          ):
     "Install and start what is missing: host tools, the engine, MNIST, the images."
     yield from machine.setup(_image_names(only), base_image)
@@ -55,12 +57,13 @@ def data(force: bool = False,  # fetch again even if the files verify
     for name, state in machine.check_mnist().items():
         yield {"file": str(raw / name), "md5": machine.MNIST_MD5[name], "state": state}
 
-def images(only: list[str] | None = None,  # any of: busybox hello-world python torch-cpu torch-gpu train-cpu train-gpu torchserve triton trixie perf-analyzer (default: all)
+def images(only: list[str] | None = None,  # any of: busybox hello-world python torch-cpu torch-gpu train-cpu train-gpu torchserve triton trixie perf-analyzer (default: those the bases in force need)
            force: bool = False,  # rebuild even if the image exists (the layer cache still applies)
-           base_image: str | None = None,  # an official base instead of the local one, e.g. python:3.11-slim-bookworm
+           base_image: str | None = None,  # the base of the images built on `python`, e.g. python:3.11-slim-bookworm
           ):
-    "Build the course's images (those missing, or all with --force) and print their sizes."
-    for r in build_images(_image_names(only), base_image, force=force):
+    "Build the course's images (those missing, or all with --force) on the bases in force and print their sizes."
+    bases = bases_in_force()["bases"]
+    for r in build_images(_image_names(only) or course_images(bases), base_image, force=force, bases=bases):
         say(f"{r['tag']:45} {r['size_bytes'] / 1e6:8.0f} MB  ({r['seconds']} s)")
         yield r
 

@@ -11,16 +11,18 @@ import os
 import platform
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from .core import EngineUnavailable, SetupError, UsageError, project_root, require
 
 # %% auto #0
-__all__ = ['DESKTOP_SOCKETS', 'ENGINE_KINDS', 'NETWORK_MODES', 'HOST_TOOLS', 'APT_PACKAGES', 'engine_endpoints', 'docker_client',
-           'engine_kind', 'network_mode', 'has_limits', 'engine_notes', 'client_kind', 'engine_info', 'server_network',
-           'bind_address', 'container_user', 'ensure_engine', 'HostTool', 'missing_host_packages', 'tool_fix',
-           'ensure_host_packages', 'section_runs']
+__all__ = ['DESKTOP_SOCKETS', 'ENGINE_KINDS', 'NETWORK_MODES', 'BASES', 'PROBE_IMAGE', 'DOCKER_HUB', 'HOST_TOOLS', 'APT_PACKAGES',
+           'engine_endpoints', 'docker_client', 'engine_kind', 'network_mode', 'has_limits', 'engine_notes',
+           'client_kind', 'engine_info', 'server_network', 'bind_address', 'container_user', 'registry_mirrors',
+           'registry_upstream', 'probe_registry', 'bases_in_force', 'ensure_engine', 'HostTool',
+           'missing_host_packages', 'tool_fix', 'ensure_host_packages', 'section_runs']
 
 # %% ../nbs/91_engine.ipynb #c2e85b2b
 DESKTOP_SOCKETS = ("~/.docker/run/docker.sock", "~/.docker/desktop/docker.sock")  # Docker Desktop 4.13+, Mac and Linux
@@ -198,6 +200,66 @@ def bind_address(network: str,  # "host" or "publish"
 def container_user(client=None) -> str:
     "The `--user` under which files a container writes into the caller's folders belong to the caller."
     return "0:0" if client_kind(client) == "rootless" else f"{os.getuid()}:{os.getgid()}"
+
+# %% ../nbs/91_engine.ipynb #b1a5e002
+BASES = ("official", "local")  # official: images stand on Docker Hub's bases; local: on bases made on this machine
+PROBE_IMAGE = "hello-world"  # the official image whose manifest the probe asks for (a few hundred bytes)
+DOCKER_HUB = "https://registry-1.docker.io"  # where an engine without registry mirrors pulls official images from
+
+def registry_mirrors(info: dict,  # `client.info()`
+                    ) -> list[str]:
+    "The engine's registry mirrors of Docker Hub (dockerd's `registry-mirrors`), in the order it tries them."
+    return list((info.get("RegistryConfig") or {}).get("Mirrors") or [])
+
+def registry_upstream(info: dict,  # `client.info()`
+                     ) -> str:
+    "Where the engine pulls official images from: its first registry mirror, else Docker Hub."
+    return (registry_mirrors(info) or [DOCKER_HUB])[0]
+
+def probe_registry(client=None,
+                   image: str = PROBE_IMAGE,  # an official image
+                   timeout: float = 10,  # seconds the engine gets to answer
+                  ) -> dict:
+    "Ask the engine for the manifest of `image` (`GET /distribution/IMAGE/json`, a pull's first step): whether it got it, how, in how long."
+    docker, requests = require("docker"), require("requests")
+    client = client or docker_client()
+    t0 = time.monotonic()
+    try:
+        found = client.api._result(client.api._get(client.api._url("/distribution/{0}/json", image), timeout=timeout), json=True)
+        ok, detail = True, found["Descriptor"]["digest"]
+    except docker.errors.APIError as e:  # the engine answered: its registries did not
+        ok, detail = False, " ".join(str(e.explanation or e).split())
+    except requests.exceptions.RequestException as e:  # the engine took longer than `timeout`
+        ok, detail = False, f"no answer within {timeout:g} s ({type(e).__name__})"
+    return {"image": image, "reachable": ok, "detail": detail, "seconds": round(time.monotonic() - t0, 2)}
+
+# %% ../nbs/91_engine.ipynb #b1a5e004
+_BASES_SEEN: dict = {}  # (engine URL, override) -> the answer: one probe per engine and process
+
+def bases_in_force(client=None,
+                   fresh: bool = False,  # probe again instead of using this process's earlier answer
+                  ) -> dict:
+    "Which bases the images are built on ('official' or 'local'), why (the probe or `MNIST_COURSE_BASES`), and the engine's upstream."
+    forced = os.environ.get("MNIST_COURSE_BASES", "").strip()
+    if forced not in ("", *BASES):
+        raise UsageError(f"MNIST_COURSE_BASES={forced!r}: choose official or local, or unset it to let the probe decide")
+    client = client or docker_client()
+    key = (_endpoint(client)[1], forced)
+    if fresh or key not in _BASES_SEEN:
+        info = client.info()
+        upstream, mirrors = registry_upstream(info), registry_mirrors(info)
+        via = f"{upstream} (the engine's registry mirror)" if mirrors else f"{upstream} (Docker Hub)"
+        probe = None if forced else probe_registry(client)
+        if forced:
+            why = f"MNIST_COURSE_BASES={forced} (no probe); official images come from {via}"
+        elif probe["reachable"]:
+            why = f"the engine fetched {probe['image']}'s manifest from {via} in {probe['seconds']:g} s"
+        else:
+            why = f"the engine could not fetch {probe['image']}'s manifest from {via}: {probe['detail'][:200]}"
+        _BASES_SEEN[key] = {"bases": forced or ("official" if probe["reachable"] else "local"),
+                            "reason": "MNIST_COURSE_BASES" if forced else "probe", "why": why,
+                            "upstream": upstream, "mirrors": mirrors, "probe": probe}
+    return dict(_BASES_SEEN[key])
 
 # %% ../nbs/91_engine.ipynb #0dc6775d
 def ensure_engine() -> dict:

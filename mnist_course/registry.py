@@ -14,8 +14,9 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .containers import port_free, wait_for
-from .core import PortTaken, ServerFailed, SetupError, build_dir
+from .containers import lookup, port_free, start_container, stop_container, unique_name, wait_for
+from .core import PortTaken, ServerFailed, SetupError, build_dir, require
+from .engine import container_user, docker_client
 
 # %% auto #0
 __all__ = ['REGISTRY_CONFIG', 'Registry', 'registry_binary', 'local_registry', 'registry_catalog', 'registry_tags',
@@ -45,16 +46,32 @@ class Registry:
     url: str  # e.g. "http://127.0.0.1:5000"
     storage: Path  # where it keeps blobs and manifests
     config: Path
-    log: Path
-    process: subprocess.Popen
+    log: Path  # its log (a container's is written there when it stops)
+    process: subprocess.Popen | None  # the host's docker-registry ...
+    container: object | None = None  # ... or the container of a registry image
 
     def ref(self, name: str) -> str:
         "The full image name of repository[:tag] `name` on this registry."
         return f"{self.host}/{name}"
 
+    def running(self) -> bool:
+        "Whether the server still runs: its process, or its container."
+        if self.container is not None:
+            return lookup(self.container.id) is not None
+        return self.process.poll() is None
+
 def _http(url: str, method: str = "GET", headers: dict | None = None, timeout: float = 10):
     req = urllib.request.Request(url, method=method, headers=headers or {})
     return urllib.request.urlopen(req, timeout=timeout)
+
+def _pull_missing(image: str) -> None:
+    "`docker pull IMAGE` unless the engine has it."
+    docker = require("docker")
+    client = docker_client()
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        client.images.pull(image)
 
 def registry_binary() -> str:
     "The `docker-registry` executable, or `SetupError` saying how to install it."
@@ -68,10 +85,13 @@ def registry_binary() -> str:
 @contextlib.contextmanager
 def local_registry(port: int = 5000,  # listens on 127.0.0.1:port
                    storage: str | Path | None = None,  # image store (default: build/registry/storage)
-                   timeout: float = 20):  # seconds to wait until it answers
+                   timeout: float = 20,  # seconds to wait until it answers
+                   image: str | None = None,  # a registry image (e.g. "registry:2") run as a container, instead of the host's server
+                   owner: str = "registry",  # the container's owner label (with `image`)
+                  ):
     "Run a registry on 127.0.0.1:`port` for the duration of a `with` block and yield a `Registry`."
     import fcntl
-    binary = registry_binary()
+    binary = None if image else registry_binary()
     taken = PortTaken(f"127.0.0.1:{port} is taken: stop what listens there (ss -ltnp) or choose another port")
     # one course registry per port at a time: the lock also keeps its config and log folder to itself
     lock = open(build_dir("registry") / f"{port}.lock", "w")
@@ -80,7 +100,7 @@ def local_registry(port: int = 5000,  # listens on 127.0.0.1:port
     except BlockingIOError:
         lock.close()
         raise taken from None
-    proc = None
+    proc = box = None
     try:
         if not port_free(port):
             raise taken
@@ -90,16 +110,34 @@ def local_registry(port: int = 5000,  # listens on 127.0.0.1:port
         config = work / "config.yml"
         config.write_text(REGISTRY_CONFIG.format(storage=storage.resolve(), port=port, secret=secrets.token_hex(16)))
         log = work / "registry.log"
-        with open(log, "wb") as logf:
-            # its own session: a Ctrl-C in the notebook must not kill it before the `finally` stops it
-            proc = subprocess.Popen([binary, "serve", str(config)], stdout=logf, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True)
-        reg = Registry(f"127.0.0.1:{port}", f"http://127.0.0.1:{port}", storage, config, log, proc)
+        log.write_bytes(b"")
+        if image:  # the image's own configuration, its address and secret from the environment
+            _pull_missing(image)
+            box = start_container(image, name=unique_name(owner), owner=owner, network="host", user=container_user(),
+                                  environment={"REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}",
+                                               "REGISTRY_HTTP_SECRET": secrets.token_hex(16),
+                                               "REGISTRY_STORAGE_DELETE_ENABLED": "true"},
+                                  volumes={str(storage.resolve()): {"bind": "/var/lib/registry", "mode": "rw"}})
+        else:
+            with open(log, "wb") as logf:
+                # its own session: a Ctrl-C in the notebook must not kill it before the `finally` stops it
+                proc = subprocess.Popen([binary, "serve", str(config)], stdout=logf, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        reg = Registry(f"127.0.0.1:{port}", f"http://127.0.0.1:{port}", storage, config, log, proc, box)
+
+        def output() -> str:
+            return box.logs().decode(errors="replace") if box else log.read_text()
+
+        def exited() -> bool:
+            if box is None:
+                return proc.poll() is not None
+            box.reload()
+            return box.status == "exited"
 
         def listening():  # its own log line, not just any answer on the port: another server may hold it
-            if proc.poll() is not None:
-                raise ServerFailed(f"docker-registry exited with {proc.returncode}; its log:\n{log.read_text()[-2000:]}")
-            return f"listening on {reg.host}" in log.read_text()
+            if exited():
+                raise ServerFailed(f"{image or 'docker-registry'} exited; its log:\n{output()[-2000:]}")
+            return f"listening on {reg.host}" in output()
 
         def answers():
             with _http(reg.url + "/v2/", timeout=2) as r:
@@ -109,6 +147,11 @@ def local_registry(port: int = 5000,  # listens on 127.0.0.1:port
         wait_for(answers, timeout=timeout, interval=0.1, what=f"registry on {reg.host}", retry=(OSError,))
         yield reg
     finally:
+        if box is not None:  # its log outlives it, as the host server's does
+            try:
+                log.write_bytes(box.logs())
+            finally:
+                stop_container(box, timeout=5)
         if proc is not None:
             proc.terminate()
             try:
