@@ -147,8 +147,8 @@ def engine_notes(kind: str,  # `engine_kind`
         "remote": ["ports and bind mounts are on the engine's machine, not this one"],
     }[kind]
     if not has_limits(info):
-        notes.append("no --memory/--cpus limits (rootless on cgroup v1, or no cgroup v2 delegation): lessons 02 and 05 "
-                     "say so where they use them")
+        notes.append("no --memory/--cpus limits (rootless on cgroup v1, or no cgroup v2 delegation): lessons 02 and 05, "
+                     "which set and measure them, say so and stop at their first limit; run them on an engine with limits")
     return notes
 
 # %% ../nbs/91_engine.ipynb #66072992

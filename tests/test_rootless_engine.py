@@ -417,7 +417,7 @@ def test_publish_mode_serves_both_servers(engine):
           f"{publish_seconds:.1f} s of publish-mode loops on {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
 
 
-PUBLISH_LESSONS = ("01_docker_basics", "07_torchserve_deploy", "09_triton_deploy")
+PUBLISH_LESSONS = ("01_docker_basics", "07_torchserve_deploy", "09_triton_deploy", "10_serving_benchmark")
 
 
 def test_lessons_in_publish_mode(engine, tmp_path):
@@ -456,7 +456,7 @@ def test_lessons_in_publish_mode(engine, tmp_path):
         assert r.returncode == 0, f"mnist-course {' '.join(args)} as {engine.user} failed:\n{r.stdout[-3000:]}"
         return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
-    names = ["busybox", "hello-world", "torchserve", "triton"]
+    names = ["busybox", "hello-world", "torchserve", "triton", "perf-analyzer"]
     seconds["images"] = copy_images(engine, names, ARCHIVES / "lesson-images.tar", course_cli)
     # set-up as the learner would run it: the loaded images are taken as up to date, nothing is built
     built = [r for r in course_cli("setup", "--only", *names) if r.get("step") == "image"]
