@@ -10,12 +10,12 @@ STAMP := $(VENV)/.installed
 # The venv's commands (mnist-course, mnist-train, torch-model-archiver) come first on PATH for every
 # recipe, and so for the notebooks run by them: lessons type these commands as a terminal would.
 export PATH := $(abspath $(BIN)):$(PATH)
-# Each stage's time (tests/timed.sh), summed per stage for this make run and printed at its end.
+# Each stage's time (tools/timed.sh), summed per stage for this make run and printed at its end.
 ifndef MNIST_COURSE_STAGES
 MNIST_COURSE_STAGES := $(abspath build/stages-$(shell date +%Y%m%d-%H%M%S).txt)
 endif
 export MNIST_COURSE_STAGES
-TIMED := bash tests/timed.sh
+TIMED := bash tools/timed.sh
 
 .PHONY: setup venv course course-quick test lab doctor clean-nbs check-clean
 
@@ -28,7 +28,7 @@ venv: $(STAMP)
 
 $(STAMP): setup.py settings.ini
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (3.10+)"; exit 1; }
-	$(TIMED) venv $(PYTHON) tests/make_venv.py $(VENV) $(TORCH)
+	$(TIMED) venv $(PYTHON) tools/make_venv.py $(VENV) $(TORCH)
 	$(BIN)/python -c "import mnist_course, torch, torchvision, papermill, nbdev, docker"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "mnist-course (.venv)" >/dev/null
 	touch $(STAMP)
@@ -36,11 +36,11 @@ $(STAMP): setup.py settings.ini
 # Every notebook in order with the full parameters; executed copies and the course as a static site
 # (build/course/index.html) in build/course/.
 course: setup
-	$(BIN)/python -m tests.run_course $(if $(QUICK),--quick)
+	$(BIN)/python -m tools.run_course $(if $(QUICK),--quick)
 
 # The same in quick mode (quick=True, as the tests run it): short training and benchmark runs.
 course-quick: setup
-	$(BIN)/python -m tests.run_course --quick
+	$(BIN)/python -m tools.run_course --quick
 
 # 1. notebooks clean and package in sync  2. nbdev_test (no docker) beside JupyterLab in headless
 # Chromium and the lessons' shape  3. every notebook under papermill with CI parameters (as root; lessons
@@ -64,9 +64,9 @@ check-clean:
 	  git status --short -- nbs mnist_course; git --no-pager diff --stat -- nbs mnist_course; \
 	  echo "notebooks are not clean or the package is out of sync: run nbdev_clean && nbdev_export and commit"; exit 1; fi
 
-# JupyterLab on 127.0.0.1 with nbs/ and the project's lab settings (tests/lab.py; the browser test starts the same).
+# JupyterLab on 127.0.0.1 with nbs/ and the project's lab settings (tools/lab.py; the browser test starts the same).
 lab: setup
-	$(BIN)/python -m tests.lab
+	$(BIN)/python -m tools.lab
 
 doctor: venv
 	$(BIN)/mnist-course doctor

@@ -12,8 +12,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.leftovers import pids_mentioning
-from tests.notebooks import ROOT
+from tools.processes import kill_mentioning, pids_mentioning
+from tools.notebooks import ROOT
 
 SHOTS = ROOT / "build" / "browser"  # the tests' screenshots
 # Debian's launcher script (/usr/bin/chromium) adds Google API keys and flags of its own: drive the
@@ -106,11 +106,7 @@ def _cleanup(profile: Path, service) -> None:
         if not pids_mentioning(str(profile)):
             break
         time.sleep(0.1)
-    for pid in pids_mentioning(str(profile)):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+    kill_mentioning(str(profile))
     shutil.rmtree(profile, ignore_errors=True)
     profile.with_suffix(".chromedriver.log").unlink(missing_ok=True)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.leftovers import MARKER
-from tests.notebooks import ROOT
+from tools.notebooks import ROOT
 from tests.rootless import _kill_group, ensure_user
 
 GROUP = "mnist-learners"  # the learners' shared group: the course cache is theirs together

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tools.processes import cmdline
+
 MARKER = "MNIST_COURSE_TEST_SESSION"
 
 
@@ -55,18 +57,6 @@ def listening_ports(session: str) -> set[int]:
     return ports
 
 
-def _cmdline(pid: str) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-    except OSError:
-        return []
-
-
-def pids_mentioning(text: str) -> list[int]:
-    "Processes whose command line contains `text` (a private directory: only what we started names it)."
-    return [int(pid) for pid in filter(str.isdigit, os.listdir("/proc")) if text in "\0".join(_cmdline(pid))]
-
-
 def process_kind(argv: list[str]) -> str | None:
     "What a command line is, of the programs the browser tests start: browser, chromedriver, JupyterLab, kernel."
     if not argv:
@@ -87,9 +77,9 @@ def suite_processes(session: str) -> dict[int, str]:
     "Browsers, chromedrivers, JupyterLab servers and kernels still running with the suite's mark: pid -> what."
     found = {}
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        kind = process_kind(_cmdline(pid))
+        kind = process_kind(cmdline(pid))
         if kind and int(pid) != os.getpid() and _marked(pid, session) and not _zombie(pid):
-            found[int(pid)] = f"{kind} ({' '.join(_cmdline(pid))[:120]})"
+            found[int(pid)] = f"{kind} ({' '.join(cmdline(pid))[:120]})"
     return found
 
 

@@ -30,8 +30,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.leftovers import MARKER, _cmdline, _zombie
-from tests.notebooks import ROOT
+from tests.leftovers import MARKER, _zombie
+from tools.processes import cmdline
+from tools.notebooks import ROOT
 
 SCRIPT = "/usr/share/docker.io/contrib/dockerd-rootless.sh"
 # what dockerd-rootless.sh runs -> the Debian package that provides it
@@ -161,7 +162,7 @@ def user_processes(uid: int, subids: range = range(0)) -> dict[int, str]:
         except (OSError, StopIteration):
             continue
         if any(int(u) == uid or int(u) in subids for u in uids) and not _zombie(pid):
-            found[int(pid)] = " ".join(_cmdline(pid))[:160]
+            found[int(pid)] = " ".join(cmdline(pid))[:160]
     return found
 
 

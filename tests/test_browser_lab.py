@@ -15,11 +15,11 @@ from urllib.parse import unquote, urlsplit
 import nbformat
 import pytest
 
-from tests import lab as lab_module
+from tools import lab as lab_module
 from tests.browser import BrowserUnavailable, chromium, find_chromium, screenshot, wait_for
-from tests.lab import LabDidNotStart, running_lab
-from tests.leftovers import pids_mentioning
-from tests.notebooks import NBS
+from tools.lab import LabDidNotStart, running_lab
+from tools.processes import pids_mentioning
+from tools.notebooks import NBS
 
 LESSON = "01_docker_basics.ipynb"
 # Steps 4 and 5 run in a notebook of their own, so they do not depend on what a lesson's cells are. It

@@ -12,8 +12,8 @@ import nbformat
 import pytest
 
 from tests.browser import chromium, requests, screenshot
-from tests.notebooks import ROOT, notebooks
-from tests.site import CONTENTS, build_site, reader_cells, static_widgets
+from tools.notebooks import ROOT, notebooks
+from tools.site import CONTENTS, build_site, reader_cells, static_widgets
 from tests.test_notebooks import OUT as EXECUTED
 
 SITE = ROOT / "build" / "test-site"

@@ -14,7 +14,7 @@ from mnist_course.containers import LEARNER_LABEL
 from tests.learners import ensure_learner, fresh_clone, seed_model, shared_cache
 
 LESSONS = ("01_docker_basics", "07_torchserve_deploy", "09_triton_deploy")
-RUN_LESSON = ("import sys; from pathlib import Path; from tests.notebooks import execute, unexecuted; "
+RUN_LESSON = ("import sys; from pathlib import Path; from tools.notebooks import execute, unexecuted; "
               "out, s = execute(Path('nbs') / f'{sys.argv[1]}.ipynb', Path('build/test-notebooks'), {'quick': True}); "
               "bad = unexecuted(out); print(f'{sys.argv[1]} {s:.0f} s', 'failed cells' if bad else 'ok', bad or ''); "
               "sys.exit(1 if bad else 0)")

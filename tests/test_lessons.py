@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.notebooks import NBS
+from tools.notebooks import NBS
 
 LESSONS = sorted(p for p in NBS.glob("[0-8][0-9]_*.ipynb"))
 

@@ -1,7 +1,7 @@
 """Every notebook in nbs/, executed by papermill in quick mode (`quick=True`, as `make course QUICK=1`)."""
 import pytest
 
-from tests.notebooks import ROOT, execute, notebooks, unexecuted
+from tools.notebooks import ROOT, execute, notebooks, unexecuted
 
 OUT = ROOT / "build" / "test-notebooks"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.notebooks import ROOT, execute, unexecuted
+from tools.notebooks import ROOT, execute, unexecuted
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="starts a second dockerd: needs root")
 SECONDS: dict = {}

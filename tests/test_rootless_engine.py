@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.notebooks import ROOT
+from tools.notebooks import ROOT
 from tests.rootless import egress_problems, egress_rules, ensure_user, rootless_engine, run_as, user_processes
 
 IMAGE = "mnist-course/busybox:latest"  # built on the shared engine by `make setup`

@@ -1,4 +1,4 @@
-"""JupyterLab as the course opens it. `make lab` runs `python -m tests.lab`; the browser test starts the
+"""JupyterLab as the course opens it. `make lab` runs `python -m tools.lab`; the browser test starts the
 same command, on a free port with a token of its own, and stops it (with its kernels) afterwards.
 
 A reader's first screen should be clean: no question about fetching Jupyter's news (the project's
@@ -21,8 +21,8 @@ from pathlib import Path
 
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 
-from tests.leftovers import pids_mentioning
-from tests.notebooks import NBS, ROOT
+from tools.notebooks import NBS, ROOT
+from tools.processes import kill_mentioning
 
 # The project's defaults for JupyterLab settings (`overrides.json`: no news feed, no update check).
 # They are defaults: a reader who changes a setting in the UI keeps the change in their own settings.
@@ -30,11 +30,11 @@ SETTINGS = ROOT / "lab"
 
 
 def lab_command(*extra: str) -> list[str]:
-    """The command `make lab` runs (from the project's root, so the server imports `tests.lab`): JupyterLab
+    """The command `make lab` runs (from the project's root, so the server imports `tools.lab`): JupyterLab
     on 127.0.0.1, notebooks from nbs/, the project's lab settings, and the course's contents manager."""
     return [sys.executable, "-m", "jupyterlab", "--ip=127.0.0.1", "--no-browser", "--allow-root",
             f"--notebook-dir={NBS}", f"--LabApp.app_settings_dir={SETTINGS}",
-            "--ServerApp.contents_manager_class=tests.lab.CourseContentsManager", *extra]
+            "--ServerApp.contents_manager_class=tools.lab.CourseContentsManager", *extra]
 
 
 class CourseContentsManager(AsyncLargeFileManager):
@@ -95,14 +95,6 @@ def _get(url: str, timeout: float = 5) -> dict:
         return json.loads(r.read() or b"{}")
 
 
-def _kill(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-
 @contextmanager
 def running_lab(timeout: float = 90):
     """JupyterLab started by `lab_command()` on a free port, with a private token, runtime, settings and
@@ -129,7 +121,7 @@ def running_lab(timeout: float = 90):
         yield base, token
     finally:
         _stop(proc, base, token)
-        _kill(pids_mentioning(str(runtime)))  # kernels the server did not stop (their connection file is there)
+        kill_mentioning(str(runtime))  # kernels the server did not stop (their connection file is there)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -1,6 +1,6 @@
 """Make the project's venv, fast when an earlier checkout already installed the same dependencies.
 
-usage: python3 tests/make_venv.py VENV REQUIREMENT... (the Makefile passes .venv and the torch pins)
+usage: python3 tools/make_venv.py VENV REQUIREMENT... (the Makefile passes .venv and the torch pins)
 
 The dependencies (torch with its CUDA libraries, JupyterLab, TorchServe's tools, ...: about 6 GB,
 a minute or more of unpacking) change only with the requirements in settings.ini, setup.py, the

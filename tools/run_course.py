@@ -1,6 +1,6 @@
 """`make course`: every notebook in order with its full parameters, a summary (printed, and kept as
 `build/course/summary.json`), then the course as a static site beside the executed notebooks
-(`build/course/index.html`, see tests/site.py)."""
+(`build/course/index.html`, see tools/site.py)."""
 from __future__ import annotations
 
 import argparse
@@ -8,8 +8,8 @@ import json
 import sys
 import time
 
-from tests.notebooks import ROOT, execute, notebooks
-from tests.site import CONTENTS, SiteError, build_site
+from tools.notebooks import ROOT, execute, notebooks
+from tools.site import CONTENTS, SiteError, build_site
 
 OUT = ROOT / "build" / "course"
 
@@ -22,7 +22,7 @@ def failure(e: Exception) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tests.run_course", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m tools.run_course", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true",
                     help="every notebook with quick=True, as the test suite runs them: short training and benchmark runs")
     args = ap.parse_args(argv)

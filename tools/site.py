@@ -3,7 +3,7 @@ its outputs and plots, previous/contents/next links, and an `index.html` listing
 reference notebooks. Cells nbdev hides are hidden, nbdev's `#| ...` lines are not shown, and math is set
 by a copy of MathJax beside the pages: nothing is loaded from the network.
 
-    python -m tests.site EXECUTED_DIR OUT_DIR
+    python -m tools.site EXECUTED_DIR OUT_DIR
 
 `make course` writes the site into build/course/, beside the executed notebooks; the browser test builds
 one from the test run's notebooks (build/test-notebooks/).
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import nbformat
 
-from tests.notebooks import NBS, ROOT
+from tools.notebooks import NBS, ROOT
 
 # MathJax, pinned: npm fetches the package once into build/vendor/, and the tarball must be the one
 # npm's registry published for this version (its `dist.integrity`).
@@ -405,7 +405,7 @@ def build_site(executed_dir: Path, out_dir: Path, source_dir: Path = NBS, names=
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m tests.site EXECUTED_DIR OUT_DIR", file=sys.stderr)
+        print("usage: python -m tools.site EXECUTED_DIR OUT_DIR", file=sys.stderr)
         return 2
     try:
         site = build_site(Path(args[0]), Path(args[1]))
