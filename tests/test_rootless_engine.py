@@ -417,7 +417,10 @@ def test_publish_mode_serves_both_servers(engine):
           f"{publish_seconds:.1f} s of publish-mode loops on {os.cpu_count()} cores; load average {os.getloadavg()[0]:.1f}")
 
 
-PUBLISH_LESSONS = ("01_docker_basics", "07_torchserve_deploy", "09_triton_deploy", "10_serving_benchmark")
+# what make test runs in publish mode (issue 19); MNIST_COURSE_PUBLISH_LESSONS="01_docker_basics 10_serving_benchmark ..."
+# runs others by hand (lesson 10, the benchmark with perf_analyzer beside the published servers, passes: 72 s)
+PUBLISH_LESSONS = tuple(os.environ.get("MNIST_COURSE_PUBLISH_LESSONS", "").split()) or \
+    ("01_docker_basics", "07_torchserve_deploy", "09_triton_deploy")
 
 
 def test_lessons_in_publish_mode(engine, tmp_path):
@@ -456,7 +459,8 @@ def test_lessons_in_publish_mode(engine, tmp_path):
         assert r.returncode == 0, f"mnist-course {' '.join(args)} as {engine.user} failed:\n{r.stdout[-3000:]}"
         return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
-    names = ["busybox", "hello-world", "torchserve", "triton", "perf-analyzer"]
+    names = ["busybox", "hello-world", "torchserve", "triton"] + \
+        (["perf-analyzer"] if "10_serving_benchmark" in PUBLISH_LESSONS else [])
     seconds["images"] = copy_images(engine, names, ARCHIVES / "lesson-images.tar", course_cli)
     # set-up as the learner would run it: the loaded images are taken as up to date, nothing is built
     built = [r for r in course_cli("setup", "--only", *names) if r.get("step") == "image"]
@@ -468,6 +472,7 @@ def test_lessons_in_publish_mode(engine, tmp_path):
     left = docker_at(engine.docker_host, "ps", "-aq").stdout.split()
     assert not left, f"the lessons left {len(left)} container(s) on {engine.user}'s engine"
     # lesson 01's registry runs on the host's loopback, out of this engine's reach: the lesson says so and goes on
-    executed = (learner.clone / "build" / "test-notebooks" / "01_docker_basics.ipynb").read_text()
-    assert "skipped: section 9 needs an engine that shares this host's network" in executed
+    if "01_docker_basics" in PUBLISH_LESSONS:
+        executed = (learner.clone / "build" / "test-notebooks" / "01_docker_basics.ipynb").read_text()
+        assert "skipped: section 9 needs an engine that shares this host's network" in executed
     print(f"\nlessons in publish mode as {engine.user}: {json.dumps(seconds)}")
