@@ -22,7 +22,7 @@ from .engine import container_user, docker_client
 __all__ = ['REGISTRY_CONFIG', 'Registry', 'registry_binary', 'local_registry', 'registry_catalog', 'registry_tags',
            'registry_digest']
 
-# %% ../nbs/94_registry.ipynb #9f103ffd
+# %% ../nbs/94_registry.ipynb #b161fe81
 REGISTRY_CONFIG = """\
 # docker-registry (distribution 2.x) configuration written by mnist_course.registry.local_registry
 version: 0.1
@@ -39,6 +39,8 @@ http:
   secret: {secret}  # signs upload state between requests: a fresh random one per start
 """
 
+
+# %% ../nbs/94_registry.ipynb #e2cefc01
 @dataclass
 class Registry:
     "A running local registry: `host` goes in image names, `url` is its HTTP API."
@@ -56,14 +58,19 @@ class Registry:
 
     def running(self) -> bool:
         "Whether the server still runs: its process, or its container."
-        if self.container is not None:
-            return lookup(self.container.id) is not None
+        if self.container is not None:  # an exited container stays on the engine until it is removed
+            found = lookup(self.container.id)
+            return found is not None and found.status in ("created", "running", "restarting")
         return self.process.poll() is None
 
+
+# %% ../nbs/94_registry.ipynb #9be46602
 def _http(url: str, method: str = "GET", headers: dict | None = None, timeout: float = 10):
     req = urllib.request.Request(url, method=method, headers=headers or {})
     return urllib.request.urlopen(req, timeout=timeout)
 
+
+# %% ../nbs/94_registry.ipynb #8f3a4f0c
 def _pull_missing(image: str) -> None:
     "`docker pull IMAGE` unless the engine has it."
     docker = require("docker")
@@ -73,6 +80,8 @@ def _pull_missing(image: str) -> None:
     except docker.errors.ImageNotFound:
         client.images.pull(image)
 
+
+# %% ../nbs/94_registry.ipynb #9385de8b
 def registry_binary() -> str:
     "The `docker-registry` executable, or `SetupError` saying how to install it."
     # Debian installs it in /usr/bin, which a minimal PATH may lack
@@ -82,6 +91,86 @@ def registry_binary() -> str:
                          "`apt-get install docker-registry` (make setup does it on Debian/Ubuntu)")
     return found
 
+
+# %% ../nbs/94_registry.ipynb #a3dd887d
+def _claim_port(port: int):
+    "The lock of registry port `port`, held until closed: one course registry per port, and a port nothing else holds; or `PortTaken`."
+    import fcntl
+    taken = PortTaken(f"127.0.0.1:{port} is taken: stop what listens there (ss -ltnp) or choose another port")
+    # the lock also keeps the port's config and log folder to this registry alone
+    lock = open(build_dir("registry") / f"{port}.lock", "w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise taken from None
+    if not port_free(port):
+        lock.close()
+        raise taken
+    return lock
+
+
+# %% ../nbs/94_registry.ipynb #c01007cd
+def _start_server(port: int, storage: Path, config: Path, log: Path,
+                  image: str | None,  # a registry image run as a container, or None: the host's docker-registry
+                  owner: str) -> tuple:
+    "Start the registry: `(process, None)` for the host's server, `(None, container)` for a registry image."
+    if image:  # the image's own configuration, its address and secret from the environment
+        _pull_missing(image)
+        box = start_container(image, name=unique_name(owner), owner=owner, network="host", user=container_user(),
+                              environment={"REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}",
+                                           "REGISTRY_HTTP_SECRET": secrets.token_hex(16),
+                                           "REGISTRY_STORAGE_DELETE_ENABLED": "true"},
+                              volumes={str(storage.resolve()): {"bind": "/var/lib/registry", "mode": "rw"}})
+        return None, box
+    binary = registry_binary()
+    with open(log, "wb") as logf:
+        # its own session: a Ctrl-C in the notebook must not kill it before the `finally` stops it
+        proc = subprocess.Popen([binary, "serve", str(config)], stdout=logf, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    return proc, None
+
+
+# %% ../nbs/94_registry.ipynb #fd5ed844
+def _registry_log(reg: Registry) -> str:
+    "What the registry has written so far: its container's log, or its log file."
+    return reg.container.logs().decode(errors="replace") if reg.container is not None else reg.log.read_text()
+
+def _wait_ready(reg: Registry, timeout: float) -> None:
+    "Until the registry logs that it listens on its address (not just any server on the port) and its API answers."
+    what = f"registry on {reg.host}"
+
+    def listening():
+        if not reg.running():
+            raise ServerFailed(f"the registry on {reg.host} exited; its log:\n{_registry_log(reg)[-2000:]}")
+        return f"listening on {reg.host}" in _registry_log(reg)
+
+    def answers():
+        with _http(reg.url + "/v2/", timeout=2) as r:
+            return r.status == 200
+
+    wait_for(listening, timeout=timeout, interval=0.1, what=what)
+    wait_for(answers, timeout=timeout, interval=0.1, what=what, retry=(OSError,))
+
+
+# %% ../nbs/94_registry.ipynb #8abeffc6
+def _stop_registry(reg: Registry) -> None:
+    "Stop the registry; a container's log is kept in `reg.log`, as the host server's is."
+    if reg.container is not None:
+        try:
+            reg.log.write_bytes(reg.container.logs())
+        finally:
+            stop_container(reg.container, timeout=5)
+    if reg.process is not None:
+        reg.process.terminate()
+        try:
+            reg.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            reg.process.kill()
+            reg.process.wait()
+
+
+# %% ../nbs/94_registry.ipynb #fc3422f0
 @contextlib.contextmanager
 def local_registry(port: int = 5000,  # listens on 127.0.0.1:port
                    storage: str | Path | None = None,  # image store (default: build/registry/storage)
@@ -90,76 +179,28 @@ def local_registry(port: int = 5000,  # listens on 127.0.0.1:port
                    owner: str = "registry",  # the container's owner label (with `image`)
                   ):
     "Run a registry on 127.0.0.1:`port` for the duration of a `with` block and yield a `Registry`."
-    import fcntl
-    binary = None if image else registry_binary()
-    taken = PortTaken(f"127.0.0.1:{port} is taken: stop what listens there (ss -ltnp) or choose another port")
-    # one course registry per port at a time: the lock also keeps its config and log folder to itself
-    lock = open(build_dir("registry") / f"{port}.lock", "w")
+    if not image:
+        registry_binary()  # before anything is claimed: the one line that says how to install it
+    lock = _claim_port(port)
+    reg = None
     try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        lock.close()
-        raise taken from None
-    proc = box = None
-    try:
-        if not port_free(port):
-            raise taken
         storage = Path(storage) if storage else build_dir("registry", "storage")
         storage.mkdir(parents=True, exist_ok=True)
         work = build_dir("registry", str(port))
-        config = work / "config.yml"
+        config, log = work / "config.yml", work / "registry.log"
         config.write_text(REGISTRY_CONFIG.format(storage=storage.resolve(), port=port, secret=secrets.token_hex(16)))
-        log = work / "registry.log"
         log.write_bytes(b"")
-        if image:  # the image's own configuration, its address and secret from the environment
-            _pull_missing(image)
-            box = start_container(image, name=unique_name(owner), owner=owner, network="host", user=container_user(),
-                                  environment={"REGISTRY_HTTP_ADDR": f"127.0.0.1:{port}",
-                                               "REGISTRY_HTTP_SECRET": secrets.token_hex(16),
-                                               "REGISTRY_STORAGE_DELETE_ENABLED": "true"},
-                                  volumes={str(storage.resolve()): {"bind": "/var/lib/registry", "mode": "rw"}})
-        else:
-            with open(log, "wb") as logf:
-                # its own session: a Ctrl-C in the notebook must not kill it before the `finally` stops it
-                proc = subprocess.Popen([binary, "serve", str(config)], stdout=logf, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        proc, box = _start_server(port, storage, config, log, image, owner)
         reg = Registry(f"127.0.0.1:{port}", f"http://127.0.0.1:{port}", storage, config, log, proc, box)
-
-        def output() -> str:
-            return box.logs().decode(errors="replace") if box else log.read_text()
-
-        def exited() -> bool:
-            if box is None:
-                return proc.poll() is not None
-            box.reload()
-            return box.status == "exited"
-
-        def listening():  # its own log line, not just any answer on the port: another server may hold it
-            if exited():
-                raise ServerFailed(f"{image or 'docker-registry'} exited; its log:\n{output()[-2000:]}")
-            return f"listening on {reg.host}" in output()
-
-        def answers():
-            with _http(reg.url + "/v2/", timeout=2) as r:
-                return r.status == 200
-
-        wait_for(listening, timeout=timeout, interval=0.1, what=f"registry on {reg.host}")
-        wait_for(answers, timeout=timeout, interval=0.1, what=f"registry on {reg.host}", retry=(OSError,))
+        _wait_ready(reg, timeout)
         yield reg
     finally:
-        if box is not None:  # its log outlives it, as the host server's does
-            try:
-                log.write_bytes(box.logs())
-            finally:
-                stop_container(box, timeout=5)
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        lock.close()
+        try:
+            if reg is not None:
+                _stop_registry(reg)
+        finally:
+            lock.close()
+
 
 # %% ../nbs/94_registry.ipynb #0806484e
 def registry_catalog(url: str) -> list[str]:
