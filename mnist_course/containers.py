@@ -23,7 +23,7 @@ __all__ = ['LABEL', 'LEARNER_LABEL', 'NETWORKS', 'RETRY', 'learner', 'mine', 'ow
            'stop_container', 'start_container', 'container', 'remove_containers', 'wait_for', 'port_free', 'free_port',
            'claim_ports', 'free_port_base', 'check_ports', 'start_server']
 
-# %% ../nbs/93_containers.ipynb #c6eea5d8
+# %% ../nbs/93_containers.ipynb #62413aad
 LABEL = "mnist-course"  # label key on every container the course starts; its value is the owner
 LEARNER_LABEL = "mnist-course.learner"  # whose run started it: clean-ups stay within one learner's containers
 NETWORKS = ("none", "host", "publish")  # the only network settings the course uses (and "container:NAME", see `start_container`)
@@ -39,24 +39,33 @@ def learner() -> str:
     import getpass
     return os.environ.get("MNIST_COURSE_LEARNER") or getpass.getuser()
 
+
+# %% ../nbs/93_containers.ipynb #0a0ab53e
 def mine(c) -> bool:
     "Whether container `c` is this learner's (one from before the learner label counts as anyone's)."
     return c.labels.get(LEARNER_LABEL, learner()) == learner()
 
+
+# %% ../nbs/93_containers.ipynb #e6b509e3
 def owned_by(c, owner: str) -> bool:
     "Whether container `c` was started by `owner` in this learner's run: only then may the course replace it."
     return c.labels.get(LABEL) == owner and mine(c)
 
+
+# %% ../nbs/93_containers.ipynb #5049fbce
 def course_name(label: str) -> str:
     "A fixed container name of this learner's: `mnist-course-<label>`, with the learner after the prefix unless it is root."
     who = learner()
     return f"mnist-course-{_slug(label)}" if who == "root" else f"mnist-course-{_slug(who)}-{_slug(label)}"
 
+
+# %% ../nbs/93_containers.ipynb #c51a616f
 def unique_name(owner: str) -> str:
     "A fresh container name `mnist-course-<owner>-<6 hex digits>` (lower case, digits and dashes)."
     return f"mnist-course-{_slug(owner)}-{secrets.token_hex(3)}"
 
-# %% ../nbs/93_containers.ipynb #e7474955
+
+# %% ../nbs/93_containers.ipynb #bcc75fdf
 def lookup(name_or_container, client=None):
     "The container object of a name, id or container, or None if the engine does not know it."
     docker = require("docker")
@@ -66,6 +75,8 @@ def lookup(name_or_container, client=None):
     except docker.errors.NotFound:
         return None
 
+
+# %% ../nbs/93_containers.ipynb #48a5d069
 def _kill(c, signal: str = "SIGKILL") -> None:
     "Send `signal` to a container; nothing if it has already exited."
     docker = require("docker")
@@ -108,6 +119,8 @@ def stop_container(name_or_container,  # a name, an id or a `Container`
         wait_for(lambda: lookup(c.id, client) is None, timeout=30, what=f"removal of {c.name}")
     return True
 
+
+# %% ../nbs/93_containers.ipynb #462ac511
 def _publish(client, ports) -> dict:
     "`containers.run` arguments that publish each port on the host's 127.0.0.1 only (`-p 127.0.0.1:P:P`)."
     if not any(n.name == "bridge" for n in client.networks.list(names=["bridge"])):
@@ -161,6 +174,8 @@ def start_container(image: str,  # image name, e.g. "mnist-course/busybox:latest
             stop_container(left, timeout=1, client=client)
         raise
 
+
+# %% ../nbs/93_containers.ipynb #f5e667f7
 @contextlib.contextmanager
 def container(image: str,  # image name
               command: str | list | None = None,  # command (default: the image's CMD)
@@ -180,6 +195,8 @@ def container(image: str,  # image name
     finally:
         stop_container(c, timeout=stop_timeout, client=client, drained=drained)
 
+
+# %% ../nbs/93_containers.ipynb #16cc3c9c
 def remove_containers(owner: str | None = None,  # one owner's containers (default: every course container)
                       client=None,
                       everyone: bool = False,  # every learner's, not only this one's (`learner()`)
@@ -189,6 +206,7 @@ def remove_containers(owner: str | None = None,  # one owner's containers (defau
     label = LABEL if owner is None else f"{LABEL}={owner}"
     return sorted(c.name for c in client.containers.list(all=True, filters={"label": label})
                   if (everyone or mine(c)) and stop_container(c, timeout=1, client=client))
+
 
 # %% ../nbs/93_containers.ipynb #dac61a2b
 RETRY = (NotReady, ConnectionError)  # what "not ready yet" looks like
@@ -226,7 +244,7 @@ def wait_for(check: Callable[[], Any],  # truthy when ready; falsy or raising `r
             raise NotReadyInTime(f"{what} not ready after {timeout} s{hint}") from None
         time.sleep(interval)
 
-# %% ../nbs/93_containers.ipynb #de8c329c
+# %% ../nbs/93_containers.ipynb #c05b8ba2
 def port_free(port: int, host: str = "127.0.0.1") -> bool:
     "Whether a server could listen on `host:port` now."
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -238,6 +256,8 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
         except OSError:
             return False
 
+
+# %% ../nbs/93_containers.ipynb #4a8d0fc6
 def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
     "`preferred` if a server could listen on it now, else a free port the kernel picks."
     if preferred is not None and port_free(preferred, host):
@@ -248,6 +268,8 @@ def free_port(preferred: int | None = None, host: str = "127.0.0.1") -> int:
 
 _CLAIMS: dict[int, int] = {}  # port -> the fd of its lock file, held while this process lives
 
+
+# %% ../nbs/93_containers.ipynb #abddccbd
 def _claim(port: int) -> bool:
     "Lock `port`'s claim file for this process; False if another process holds it."
     import fcntl, tempfile
@@ -284,6 +306,8 @@ def claim_ports(base: int,  # the first port
         got.append(p)
     return True
 
+
+# %% ../nbs/93_containers.ipynb #6df93d60
 def free_port_base(n: int,  # consecutive ports needed
                    preferred: int | None = None,  # the base to take if all its ports are free
                    low: int = 20000, high: int = 32000,  # where to look otherwise
@@ -297,12 +321,15 @@ def free_port_base(n: int,  # consecutive ports needed
             return base
     raise PortTaken(f"no {n} consecutive free 127.0.0.1 ports in {low}..{high}: stop some servers (ss -ltnp)")
 
+
+# %% ../nbs/93_containers.ipynb #c6477632
 def check_ports(ports) -> None:
     "Raise `PortTaken` naming every port of `ports` that a server could not listen on now."
     busy = [p for p in ports if not port_free(p)]
     if busy:
         raise PortTaken(f"127.0.0.1 port(s) {', '.join(map(str, busy))} are taken: stop what listens there "
                         "(ss -ltnp) or choose another port base (--port-base)")
+
 
 # %% ../nbs/93_containers.ipynb #76d83775
 def start_server(image: str,  # the server's image
