@@ -5,11 +5,12 @@
 # %% ../nbs/96_loadgen.ipynb #0dc7df54
 from __future__ import annotations
 
+import functools
 import threading
 import time
 
 # %% auto #0
-__all__ = ['KEEP_ERRORS', 'percentiles_ms', 'closed_loop', 'parse_metrics', 'read_metrics']
+__all__ = ['KEEP_ERRORS', 'percentiles_ms', 'run_threads', 'closed_loop', 'parse_metrics', 'read_metrics']
 
 # %% ../nbs/96_loadgen.ipynb #2422785e
 def percentiles_ms(latencies_s, qs=(50, 90, 99)) -> dict:
@@ -19,6 +20,27 @@ def percentiles_ms(latencies_s, qs=(50, 90, 99)) -> dict:
         return {f"p{q}_ms": float("nan") for q in qs}
     a = np.asarray(latencies_s, dtype=float) * 1e3
     return {f"p{q}_ms": float(np.percentile(a, q)) for q in qs}
+
+# %% ../nbs/96_loadgen.ipynb #d4525c53
+def run_threads(work,  # callables, one thread each
+                seconds: float,  # how long they are planned to run: the bar's length
+                desc: str = "",  # the bar's label
+                progress: bool = True) -> None:
+    "Run each of `work` in a thread of its own and wait for all of them, with a tqdm bar counting the seconds."
+    from tqdm.auto import tqdm
+    bar = tqdm(total=round(seconds), desc=desc, unit="s", disable=not progress, leave=False)
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=w, daemon=True) for w in work]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        time.sleep(0.25)
+        bar.n = min(bar.total, round(time.perf_counter() - t0))
+        bar.refresh()
+    bar.close()
+    for t in threads:
+        t.join()
+
 
 # %% ../nbs/96_loadgen.ipynb #19f9e454
 KEEP_ERRORS = 5  # error messages kept per run: enough to see what went wrong, never a flood
@@ -33,7 +55,6 @@ def closed_loop(make_predict,  # () -> predict(x), called once in each thread; p
                 keep: bool = False,  # also return what predict answered, per measured request
                 progress: bool = True) -> dict:
     "Closed-loop load: `concurrency` threads, each with its own `make_predict()`, send `batch`-input requests for `warmup`+`duration` s."
-    from tqdm.auto import tqdm
     n = len(inputs)
     if n < batch:
         raise ValueError(f"need at least batch={batch} inputs, got {n}")
@@ -43,8 +64,6 @@ def closed_loop(make_predict,  # () -> predict(x), called once in each thread; p
     t_start = time.perf_counter()
     t_measure, t_end = t_start + warmup, t_start + warmup + duration
     budget = [max_requests]
-    bar = tqdm(total=round(warmup + duration), desc=f"c={concurrency} b={batch}", unit="s",
-               disable=not progress, leave=False)
 
     def worker(k):
         predict = make_predict()  # one client object per thread: clients are not shared
@@ -74,16 +93,8 @@ def closed_loop(make_predict,  # () -> predict(x), called once in each thread; p
                     if keep:
                         answers.append(answer)
 
-    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(concurrency)]
-    for t in threads:
-        t.start()
-    while any(t.is_alive() for t in threads):
-        time.sleep(0.25)
-        bar.n = min(bar.total, round(time.perf_counter() - t_start))
-        bar.refresh()
-    bar.close()
-    for t in threads:
-        t.join()
+    run_threads([functools.partial(worker, k) for k in range(concurrency)], warmup + duration,
+                f"c={concurrency} b={batch}", progress)
     measured = max(1e-9, min(time.perf_counter(), t_end) - t_measure)
     return {"concurrency": concurrency, "batch": batch, "requests": len(lat), "errors": counts["errors"],
             "error_messages": messages, "seconds": round(measured, 3), "throughput": counts["images"] / measured,

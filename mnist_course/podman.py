@@ -21,14 +21,18 @@ __all__ = ['podman_conf', 'PodmanError', 'podman_binary', 'podman', 'podman_json
            'remove_image', 'create_secret', 'remove_secret', 'kube_play', 'kube_down', 'ensure_infra_image', 'pods',
            'inventory']
 
-# %% ../nbs/99_podman.ipynb #30c2df9c
+# %% ../nbs/99_podman.ipynb #ec634973
 def podman_conf() -> Path:
     "The course's podman configuration (`docker/podman/containers.conf`)."
     return project_root() / "docker" / "podman" / "containers.conf"
 
+
+# %% ../nbs/99_podman.ipynb #6edb7144
 class PodmanError(CourseError):
     "A podman command failed; the message holds what it said."
 
+
+# %% ../nbs/99_podman.ipynb #49b238b5
 def podman_binary() -> str:
     "The podman executable, or `SetupError` saying how to install it."
     found = shutil.which("podman") or shutil.which("podman", path="/usr/bin:/usr/local/bin")
@@ -37,6 +41,8 @@ def podman_binary() -> str:
                          "(apt-get install podman catatonit runc); elsewhere see podman.io")
     return found
 
+
+# %% ../nbs/99_podman.ipynb #f215c23d
 def podman(*args: str,  # podman's arguments, e.g. "ps", "-a"
            input: bytes | None = None,  # standard input
            check: bool = True,  # raise `PodmanError` on a non-zero exit
@@ -50,9 +56,12 @@ def podman(*args: str,  # podman's arguments, e.g. "ps", "-a"
         raise PodmanError(f"podman {' '.join(args[:3])} failed (exit {r.returncode}): {err.strip()[-1500:]}")
     return r
 
+
+# %% ../nbs/99_podman.ipynb #a051829b
 def podman_json(*args: str):
     "A podman command's `--format json` answer, parsed."
     return json.loads(podman(*args, "--format", "json").stdout or "[]")
+
 
 # %% ../nbs/99_podman.ipynb #08bb44a1
 def podman_info() -> dict:
