@@ -419,6 +419,11 @@ def test_publish_mode_serves_both_servers(engine):
 
 # what make test runs in publish mode (issue 19); MNIST_COURSE_PUBLISH_LESSONS="01_docker_basics 10_serving_benchmark ..."
 # runs others by hand (lesson 10, the benchmark with perf_analyzer beside the published servers, passes: 72 s)
+# the images each lesson runs on the engine, copied into the rootless engine before it runs there
+LESSON_IMAGES = {"01_docker_basics": ("busybox", "hello-world"), "06_torchserve_handler": ("torchserve",),
+                 "07_torchserve_deploy": ("torchserve",), "08_triton_model_repository": ("triton",),
+                 "09_triton_deploy": ("triton",), "10_serving_benchmark": ("torchserve", "triton", "perf-analyzer"),
+                 "11_distributed_training": ("train-cpu",)}
 PUBLISH_LESSONS = tuple(os.environ.get("MNIST_COURSE_PUBLISH_LESSONS", "").split()) or \
     ("01_docker_basics", "07_torchserve_deploy", "09_triton_deploy")
 
@@ -459,8 +464,7 @@ def test_lessons_in_publish_mode(engine, tmp_path):
         assert r.returncode == 0, f"mnist-course {' '.join(args)} as {engine.user} failed:\n{r.stdout[-3000:]}"
         return [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
 
-    names = ["busybox", "hello-world", "torchserve", "triton"] + \
-        (["perf-analyzer"] if "10_serving_benchmark" in PUBLISH_LESSONS else [])
+    names = list(dict.fromkeys(["busybox", *(n for nb in PUBLISH_LESSONS for n in LESSON_IMAGES.get(nb, ()))]))
     seconds["images"] = copy_images(engine, names, ARCHIVES / "lesson-images.tar", course_cli)
     # set-up as the learner would run it: the loaded images are taken as up to date, nothing is built
     built = [r for r in course_cli("setup", "--only", *names) if r.get("step") == "image"]
