@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .containers import container, unique_name
+from .engine import container_user
 from .core import Command, UsageError, data_dir, emit, run, to_argv
 from .images import image_tag
 from .model import Net
@@ -269,7 +270,7 @@ def start_nodes(nodes: int = 2,  # containers, one rank each
     data = Path(options.pop("data_dir", None) or data_dir()).resolve()
     args = to_argv(train_ddp, data_dir="/data", out_dir="/out", **options)
     run = {"volumes": {str(data): {"bind": "/data", "mode": "ro"}, str(out): {"bind": "/out", "mode": "rw"}},
-           "user": f"{os.getuid()}:{os.getgid()}", "environment": {"GLOO_SOCKET_IFNAME": "lo"},  # quiets gloo's loopback warning
+           "user": container_user(), "environment": {"GLOO_SOCKET_IFNAME": "lo"},  # quiets gloo's loopback warning
            **({"nano_cpus": int(cpus * 1e9)} if cpus else {}), **({"mem_limit": memory} if memory else {})}
     with contextlib.ExitStack() as stack:  # leaving it stops every container, the last started first
         nodes_ = []
