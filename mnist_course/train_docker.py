@@ -13,6 +13,7 @@ from pathlib import Path
 
 from .containers import container, unique_name
 from .core import Command, CourseError, UsageError, data_dir, emit, to_argv
+from .engine import container_user
 from .images import image_tag
 
 # %% auto #0
@@ -43,7 +44,7 @@ def start_training(image: str = TRAIN_CPU,  # the training image's row: train-cp
             volumes[str(m.parent)] = {"bind": "/metrics", "mode": "rw"}
         options["metrics_json"] = f"{'/out' if m.parent == out else '/metrics'}/{m.name}"
     args = to_argv(train, data_dir="/data", out_dir="/out", **options)
-    run = {"volumes": volumes, "user": f"{os.getuid()}:{os.getgid()}"}  # files on the host stay the caller's
+    run = {"volumes": volumes, "user": container_user()}  # files on the host stay the caller's (on any engine)
     if cpus:
         run["nano_cpus"] = int(cpus * 1e9)
     if memory:
