@@ -233,8 +233,8 @@ def play(server: str,  # "torchserve" or "triton"
         raise UsageError(f"server {server!r}: choose {' or '.join(SERVERS)}")
     name = name or f"mnist-{server}"
     weights = Path(model) if model else ensure_trained_model()
-    if (build_dir(server, name) / "podman.yaml").exists():  # our own leftover (an interrupted run): its ports are ours
-        down(server, name)
+    if down(server, name)["pods_removed"]:  # our own leftover (an interrupted run): its names and ports are ours
+        say(f"removed the pod an earlier run of {name} left behind")
     s, token = _prepare(server, name, port_base or _default_port(server), weights)
     check_ports(list(s.ports.values()) + ([s.port_base + 5, s.port_base + 6] if server == "torchserve" else []))
     load_image(s.image)
@@ -276,11 +276,15 @@ def down(server: str,  # "torchserve" or "triton"
          name: str | None = None,  # the Deployment's name given to play
          ) -> dict:
     "`podman kube down` the Deployment `play` started, and remove its secret and its record; what was removed."
-    from mnist_course.podman import kube_down, remove_secret
+    from mnist_course.podman import kube_down, podman, remove_secret
     name = name or f"mnist-{server}"
     root = build_dir(server, name)
     path = root / "podman.yaml"
     gone = kube_down(path) if path.exists() else {"pods": [], "volumes": []}
+    pod = f"{name}-pod-0"  # a pod without its manifest (a run killed between play and down, or another checkout's)
+    if podman("pod", "exists", pod, check=False).returncode == 0:
+        podman("pod", "rm", "-f", pod)
+        gone["pods"].append(pod)
     secret = remove_secret(f"{name}-token") if server == "torchserve" else False
     (root / "server.json").unlink(missing_ok=True)
     return {"server": server, "deployment": name, "pods_removed": len(gone["pods"]), "volumes_removed": gone["volumes"],
