@@ -116,9 +116,10 @@ def images_load(file: str,  # an archive made by `mnist-course images save`
 SERVERS = {s.kind: s for s in (TorchServe, Triton)}
 
 def _server_commands(verb: str) -> dict[str, Command]:
-    "`verb` (serve, predict or stop) for each server, with the options of the server's own `launch` or `predict`."
+    "`verb` (serve, predict, stop or health) for each server, with the options of the server's own `launch` or `predict`."
     func = getattr(servers, verb)
-    extra = {"serve": lambda s: [s.launch, *s.launch_extras()], "predict": lambda s: [s.predict], "stop": lambda s: []}[verb]
+    extra = {"serve": lambda s: [s.launch, *s.launch_extras()], "predict": lambda s: [s.predict], "stop": lambda s: [],
+             "health": lambda s: []}[verb]
     return {kind: Command(func, extras=lambda s=s: extra(s), fixed={"server": s}, skip=("weights", "pixels", "state_dict", "root", "libtorch_kind"))
             for kind, s in SERVERS.items()}
 
@@ -133,6 +134,7 @@ COMMANDS: dict[str, Command | dict[str, Command]] = {
     "serve": _server_commands("serve"),
     "predict": _server_commands("predict"),
     "stop": _server_commands("stop"),
+    "health": _server_commands("health"),
     "bench": Command(bench.bench_command),
     "k8s": {"render": Command(k8s.k8s_render), "validate": Command(k8s.k8s_validate), "load": Command(k8s.k8s_load),
             "play": Command(k8s.k8s_play), "down": Command(k8s.k8s_down)},

@@ -14,14 +14,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .core import NameTaken, NotReady, NotReadyInTime, PortTaken, ServerFailed, require
+from .core import CourseError, NameTaken, NotReady, NotReadyInTime, PortTaken, ServerFailed, require
 from .engine import docker_client
 from .images import image_tag, require_image
 
 # %% auto #0
 __all__ = ['LABEL', 'LEARNER_LABEL', 'NETWORKS', 'RETRY', 'learner', 'mine', 'owned_by', 'course_name', 'unique_name', 'lookup',
-           'stop_container', 'start_container', 'container', 'remove_containers', 'wait_for', 'port_free', 'free_port',
-           'claim_ports', 'free_port_base', 'check_ports', 'start_server']
+           'stop_container', 'start_container', 'container', 'remove_containers', 'wait_for', 'kill_processes',
+           'port_free', 'free_port', 'claim_ports', 'free_port_base', 'check_ports', 'start_server']
 
 # %% ../nbs/93_containers.ipynb #62413aad
 LABEL = "mnist-course"  # label key on every container the course starts; its value is the owner
@@ -243,6 +243,24 @@ def wait_for(check: Callable[[], Any],  # truthy when ready; falsy or raising `r
             hint = f" (last answer: {type(last).__name__}: {last})" if last is not None else ""
             raise NotReadyInTime(f"{what} not ready after {timeout} s{hint}") from None
         time.sleep(interval)
+
+# %% ../nbs/93_containers.ipynb #e8b1f3a6
+_KILL = """for d in /proc/[0-9]*; do p=${d#/proc/}
+  [ "$p" = 1 ] || [ "$p" = $$ ] && continue
+  case "$(tr '\\0' ' ' < "$d/cmdline" 2>/dev/null)" in *"$1"*) kill -9 "$p" 2>/dev/null && echo "$p";; esac
+done"""
+
+def kill_processes(name_or_container,  # the container
+                   pattern: str,  # a piece of the command lines to kill (plain text, not a regular expression)
+                   client=None) -> list[int]:
+    "SIGKILL every process in the container whose command line contains `pattern` (never PID 1); their PIDs there."
+    c = lookup(name_or_container, client)
+    if c is None:
+        raise CourseError(f"no container {name_or_container!r} to kill processes in")
+    r = c.exec_run(["sh", "-c", _KILL, "sh", pattern])
+    if r.exit_code:
+        raise CourseError(f"could not look for {pattern!r} in {c.name} (exit {r.exit_code}): {r.output.decode(errors='replace')[-300:]}")
+    return sorted(int(p) for p in r.output.split())
 
 # %% ../nbs/93_containers.ipynb #c05b8ba2
 def port_free(port: int, host: str = "127.0.0.1") -> bool:

@@ -18,7 +18,7 @@ from .engine import bind_address, container_user, docker_client, server_network
 from .images import image_tag, require_image
 
 # %% auto #0
-__all__ = ['Server', 'read_image', 'read_images', 'serve', 'predict', 'stop']
+__all__ = ['HEALTH_DIGITS', 'Server', 'read_image', 'read_images', 'serve', 'predict', 'stop', 'answers', 'health']
 
 # %% ../nbs/95_servers.ipynb #9836138b
 @dataclass
@@ -153,6 +153,13 @@ class Server:
         self.state_file.unlink(missing_ok=True)
         return stopped
 
+    def recover(self, timeout: float = 120) -> str:
+        "Bring the model back when it cannot answer (see `health`): here the container is restarted; how it was done."
+        from mnist_course.containers import wait_for
+        docker_client().containers.get(self.container).restart(timeout=10)
+        wait_for(self.ready, timeout=timeout, interval=0.5, what=f"{self.kind} in {self.container} after a restart")
+        return "restarted the container"
+
     @classmethod
     @contextlib.contextmanager
     def running(cls, model=None, port_base=None, **kwargs):
@@ -241,3 +248,54 @@ def stop(server: type[Server],
     stopped = stop_container(name, timeout=10, drained=server.drained_log or None)
     (build_dir(server.kind) / name / "server.json").unlink(missing_ok=True)
     yield {"server": server.kind, "container": name, "stopped": stopped}
+
+# %% ../nbs/95_servers.ipynb #b3d9f0e4
+HEALTH_DIGITS = ("0", "1", "2")  # test-set images (a 7, a 2 and a 1) that a trained model gets right
+
+def answers(s: Server,  # a running server
+            digits: tuple = HEALTH_DIGITS,  # test-set indices whose labels the answers must match
+            ) -> dict:
+    "Send `digits` to `s` and check its answers: `infers` (bool), what it answered, and the error when it could not."
+    import time
+    import numpy as np
+    rows = read_images(list(digits))
+    labels = [r["label"] for r in rows]
+    t0 = time.perf_counter()
+    try:
+        got = [int(p.argmax()) for p in s.predict(np.stack([r["pixels"] for r in rows]))]
+        error = None if got == labels else f"answered {got} for test digits {', '.join(digits)} (labels {labels})"
+    except Exception as e:  # what a client gets: an HTTP error, a refused or reset connection, a timeout
+        got, error = None, f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
+    out = {"infers": error is None, "answers": got, "labels": labels, "seconds": round(time.perf_counter() - t0, 3)}
+    return {**out, "error": error} if error else out
+
+def _ready(s: Server) -> bool:
+    "What the server's own readiness check says (False where it cannot be reached)."
+    try:
+        return bool(s.ready())
+    except Exception:
+        return False
+
+def health(server: type[Server],
+           name: str | None = None,  # container name given to serve
+           recover: bool = False,  # when the model cannot answer, bring it back (the server's `recover`) and check again
+           timeout: float = 120,  # seconds recovery may take
+          ):
+    "Check a running server as a user would: known test digits, their answers checked, beside its own readiness; exit 1 when the model cannot answer."
+    import time
+    s = server.load(name)
+    line = {"server": s.kind, "container": s.container, "ready_endpoint": _ready(s), **answers(s)}
+    if not line["infers"] and recover:
+        t0 = time.perf_counter()
+        try:
+            line["recovery"] = s.recover(timeout=timeout)
+        except CourseError as e:
+            line["recovery"] = f"failed: {e}"
+        after = answers(s)
+        line.update(recovered=after["infers"], recovery_s=round(time.perf_counter() - t0, 2), after=after)
+        say(f"{s.kind} in {s.container} could not answer ({line['error']}); {line['recovery']}"
+            f"{'' if after['infers'] else ', and it still cannot'} ({line['recovery_s']} s)")
+    yield line
+    if not (line["infers"] or line.get("recovered")):
+        ready = " although its readiness endpoint says ready" if line["ready_endpoint"] else ""
+        raise CourseError(f"{s.kind} in {s.container} cannot answer{ready}: {line['error']}")

@@ -361,6 +361,16 @@ class TorchServe(_TorchServeAccess, Server):
                 raise NotReady(str(e)) from None
             raise
 
+    def recover(self, timeout: float = 120) -> str:
+        "Wait for the worker TorchServe starts by itself when one dies (section 12); restart the container if none answers in 30 s."
+        from mnist_course.servers import answers
+        deadline = time.monotonic() + min(30, timeout)
+        while time.monotonic() < deadline:
+            if answers(self)["infers"]:
+                return "TorchServe had started a new worker"
+            time.sleep(0.5)
+        return "no worker answered in 30 s; " + super().recover(timeout)
+
 # %% ../nbs/07_torchserve_deploy.ipynb #00ad43db
 def run_load(ts: TorchServe,  # a running server
              model: str,  # the registered model the requests go to

@@ -100,9 +100,9 @@ class TritonClient:
 class _TritonAccess:
     "How to reach a Triton server's model: plain clients, the course's client, readiness, predictions."
     def http(self):
-        "A plain `tritonclient.http.InferenceServerClient` (one per thread)."
+        "A plain `tritonclient.http.InferenceServerClient` (one per thread; a load may take 300 s on a busy machine)."
         import tritonclient.http as httpclient
-        return httpclient.InferenceServerClient(_strip_scheme(self.urls["http"]))
+        return httpclient.InferenceServerClient(_strip_scheme(self.urls["http"]), network_timeout=300)
 
     def grpc(self):
         "A plain `tritonclient.grpc.InferenceServerClient`."
@@ -145,7 +145,7 @@ class Triton(_TritonAccess, Server):
     "Triton in a container serving the MNIST model: its URLs and clients."
     kind, image_name, default_port_base = "triton", "triton", 8000
     port_names = ("http", "grpc", "metrics")
-    # logged on SIGTERM once no inference is in flight; what follows is unloading the models (section 12)
+    # logged on SIGTERM once no inference is in flight; what follows is unloading the models (section 13)
     drained_log = "All models are stopped, unloading models"
 
     def launch(self, weights: Path,
@@ -182,6 +182,25 @@ class Triton(_TritonAccess, Server):
     def info(self) -> dict:
         "What `mnist-course serve triton` prints."
         return {**super().info(), "repository": str(self.repository)}
+
+    def recover(self, timeout: float = 120) -> str:
+        "Unload and load the model through the repository API (new stubs for dead ones, section 12); else restart."
+        from mnist_course.containers import wait_for
+        from mnist_course.servers import answers
+        c = self.http()
+        try:  # a load alone keeps the dead stub: only an unload ends it
+            c.unload_model(self.model, unload_dependents=False)
+            wait_for(lambda: not c.is_model_ready(self.model), timeout=30, what=f"{self.model} to unload")
+            c.load_model(self.model)  # returns once the model is loaded, or failed to load
+        except Exception as e:
+            say_why = f"{type(e).__name__}: {e}"
+        else:
+            if answers(self)["infers"]:
+                return "reloaded the model"
+            say_why = "it still could not answer"
+        finally:
+            c.close()
+        return f"reloading did not help ({say_why[:200]}); " + super().recover(timeout)
 
 # %% ../nbs/09_triton_deploy.ipynb #8dd14fea
 def config_override(config_text: str,  # the text of a config.pbtxt
