@@ -6,12 +6,14 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import inspect
 import io
 import json
 import os
 import re
+import shutil
 import sys
 import tokenize
 from pathlib import Path
@@ -20,8 +22,9 @@ from typing import Callable, Union, get_args, get_origin
 # %% auto #0
 __all__ = ['COURSE_EXTRA', 'project_root', 'data_dir', 'mnist_raw_dir', 'build_dir', 'code_bytes', 'cache_dir', 'emit', 'say',
            'CourseError', 'UsageError', 'MissingExtra', 'EngineUnavailable', 'ImageMissing', 'ImageBuildError',
-           'PortTaken', 'NameTaken', 'ModelMissing', 'DataMissing', 'SetupError', 'ServerFailed', 'NotReadyInTime',
-           'NotReady', 'require', 'param_comments', 'add_params', 'to_argv', 'Command', 'run']
+           'PortTaken', 'NameTaken', 'ModelMissing', 'DataMissing', 'SetupError', 'DiskFull', 'ServerFailed',
+           'NotReadyInTime', 'NotReady', 'no_space', 'disk_full', 'write_atomic', 'require', 'param_comments',
+           'add_params', 'to_argv', 'Command', 'run']
 
 # %% ../nbs/90_core.ipynb #907f18af
 def project_root(start: str | Path | None = None,  # where to start looking (default: the working directory)
@@ -109,6 +112,9 @@ class DataMissing(CourseError, FileNotFoundError):
 class SetupError(CourseError):
     "Providing a piece of the machine failed (packages, downloads, disk space)."
 
+class DiskFull(CourseError):
+    "A file could not be written for want of space (a full disk or quota); what was there before is untouched."
+
 class ServerFailed(CourseError):
     "A server's container exited, or never became ready."
 
@@ -117,6 +123,50 @@ class NotReadyInTime(ServerFailed, TimeoutError):
 
 class NotReady(Exception):
     "Not ready yet: ask again later (raised by readiness checks, retried by `wait_for`)."
+
+# %% ../nbs/90_core.ipynb #416d23d4
+def no_space(e: BaseException) -> bool:
+    "Whether `e` is a write that failed for want of space: a full disk (ENOSPC) or a full quota (EDQUOT)."
+    return isinstance(e, DiskFull) or (isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT))
+
+def _size(n: int) -> str:
+    "A size for people: 14.9 MB, 512.0 kB."
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+def disk_full(path: str | Path,  # the file (or folder) that could not be written
+              todo: str,  # what to do about it, e.g. "free some space and run again"
+              needed: int | None = None,  # the bytes it needed, when known
+              reason: str = os.strerror(errno.ENOSPC),  # the system's words for it
+              ) -> DiskFull:
+    "The one-line `DiskFull` for `path`: the space free where it goes (and needed), whether its previous version stays, what to do."
+    path = Path(path)
+    where = next(d for d in (path.parent, *path.parent.parents) if d.exists())
+    need = f"{_size(needed)} needed, " if needed else ""
+    kept = f"; the previous {path.name} is untouched" if path.exists() else ""
+    return DiskFull(f"{reason}: cannot write {path} ({need}{_size(shutil.disk_usage(where).free)} free in {where}){kept}: {todo}")
+
+def write_atomic(path: str | Path,  # the file to write or replace
+                 data: bytes,  # its new contents (bytes, or a buffer such as `BytesIO.getbuffer()`)
+                 todo: str = "free some space and try again",  # what the `DiskFull` message tells the user to do
+                 ) -> Path:
+    "Write `data` to a temporary file beside `path`, flush it to the disk, rename it over `path`; `DiskFull` on a full disk."
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # some filesystems (NFS, quotas) report a full disk only when the data is flushed
+        os.replace(tmp, path)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if no_space(e):
+            raise disk_full(path, todo, memoryview(data).nbytes) from None
+        raise
+    return path
 
 # %% ../nbs/90_core.ipynb #15e9e453
 COURSE_EXTRA = "pip install 'mnist-course[course]'"

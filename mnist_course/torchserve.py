@@ -5,6 +5,7 @@
 # %% ../nbs/07_torchserve_deploy.ipynb #85f5e399
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -16,7 +17,7 @@ import time
 from pathlib import Path
 
 from .containers import wait_for
-from .core import CourseError, ModelMissing, NotReady, project_root, require
+from .core import CourseError, ModelMissing, NotReady, disk_full, no_space, project_root, require
 from .loadgen import closed_loop
 from .engine import client_kind, container_user
 from .servers import Server
@@ -59,23 +60,36 @@ def archive_model(weights: str | Path,  # a `Net` state_dict
                   model_name: str = "mnist",
                   version: str = "1.0",
                   **config) -> Path:  # `model_config` settings
-    "`torch-model-archiver`: pack `weights` with the handler and the contract into `export_dir/MODEL_NAME.mar`."
+    "`torch-model-archiver`: pack `weights` with the handler and the contract into `export_dir/MODEL_NAME.mar`, replaced whole or not at all."
     import mnist_course.model, mnist_course.torchserve_handler
     weights, export_dir = Path(weights), Path(export_dir)
     if not weights.is_file():
         raise ModelMissing(f"no state_dict at {weights}: train one (mnist-train --save-model)")
     export_dir.mkdir(parents=True, exist_ok=True)
+    mar, todo = export_dir / f"{model_name}.mar", "free some space there and archive again"
     archiver = shutil.which("torch-model-archiver") or str(Path(sys.executable).with_name("torch-model-archiver"))
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "model-config.yaml").write_text(model_config(**config))
-        cmd = [archiver, "--model-name", model_name, "--version", version,
-               "--model-file", mnist_course.model.__file__, "--serialized-file", str(weights),
-               "--handler", mnist_course.torchserve_handler.__file__, "--config-file", str(Path(tmp) / "model-config.yaml"),
-               "--export-path", str(export_dir), "--force"]
-        r = subprocess.run(cmd, capture_output=True, text=True)
+    # The archiver writes the .mar in place, and stages its files in $TMPDIR/MODEL_NAME, which it removes only when
+    # it succeeds. A private folder beside the store takes both: the .mar arrives by one rename, two archives at once
+    # do not share a staging folder, and whatever fails leaves nothing behind.
+    try:
+        with tempfile.TemporaryDirectory(dir=export_dir, prefix=f".{mar.name}.") as tmp:
+            (Path(tmp) / "model-config.yaml").write_text(model_config(**config))
+            cmd = [archiver, "--model-name", model_name, "--version", version,
+                   "--model-file", mnist_course.model.__file__, "--serialized-file", str(weights),
+                   "--handler", mnist_course.torchserve_handler.__file__, "--config-file", str(Path(tmp) / "model-config.yaml"),
+                   "--export-path", tmp]
+            r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "TMPDIR": tmp})
+            if not r.returncode:
+                os.replace(Path(tmp) / mar.name, mar)
+    except OSError as e:
+        if no_space(e):
+            raise disk_full(mar, todo) from None
+        raise
     if r.returncode:
+        if full := [s for s in map(os.strerror, (errno.ENOSPC, errno.EDQUOT)) if s in r.stderr]:
+            raise disk_full(mar, todo, reason=full[0])
         raise CourseError(f"torch-model-archiver failed (exit {r.returncode}):\n{r.stderr[-2000:]}")
-    return export_dir / f"{model_name}.mar"
+    return mar
 
 # %% ../nbs/07_torchserve_deploy.ipynb #2e4406c9
 class TorchServeError(CourseError):

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -19,7 +20,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .core import Command, DataMissing, UsageError, build_dir, cache_dir, code_bytes, data_dir, mnist_raw_dir, run
+from .core import (Command, DataMissing, UsageError, build_dir, cache_dir, code_bytes, data_dir, mnist_raw_dir, run,
+                               write_atomic)
 from .model import MNIST_MEAN, MNIST_STD, Net, normalise
 from .resources import cpu_threads
 
@@ -142,14 +144,15 @@ def test_line(r: dict) -> str:
 # %% ../nbs/04_mnist_training.ipynb #eeb7b498
 CHECKPOINT = "checkpoint.pt"
 MODEL_FILE = "mnist_cnn.pt"
+_RESUME = "free some space there and run the same command again with --resume"  # what to do when the disk is full
 
-def save_atomic(obj, path: Path) -> Path:
-    "`torch.save` to a temporary file next to `path`, then rename: a kill never leaves half a file."
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-    return path
+def save_atomic(obj, path: Path,
+                todo: str = "free some space and run again",  # what the one-line error of a full disk tells the user
+                ) -> Path:
+    "`torch.save` into memory, then `write_atomic` (`90_core`): a kill or a full disk never leaves half a file."
+    buf = io.BytesIO()
+    torch.save(obj, buf)  # not straight to the file: on a full disk torch's writer fails with an opaque "unexpected pos"
+    return write_atomic(path, buf.getbuffer(), todo)
 
 # %% ../nbs/04_mnist_training.ipynb #eb4fd10f
 def _restore(ckpt: Path, model, opt, sched, shuffle, resume: bool, n_batches: int, log) -> dict:
@@ -167,13 +170,13 @@ def _restore(ckpt: Path, model, opt, sched, shuffle, resume: bool, n_batches: in
 
 def _save_checkpoint(ckpt: Path, model, opt, sched, shuffle, state: dict) -> None:
     save_atomic({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "shuffle_rng": shuffle.get_state(), "torch_rng": torch.get_rng_state(), **state}, ckpt)
+                 "shuffle_rng": shuffle.get_state(), "torch_rng": torch.get_rng_state(), **state}, ckpt, _RESUME)
 
 def _write_metrics(path, state, device, epochs):
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps({"device": str(device), "threads": torch.get_num_threads(),
-                                      "epochs_planned": epochs, "epochs": state["metrics"],
-                                      "curve": state["curve"]}, indent=1))
+    write_atomic(path, json.dumps({"device": str(device), "threads": torch.get_num_threads(),
+                                   "epochs_planned": epochs, "epochs": state["metrics"],
+                                   "curve": state["curve"]}, indent=1).encode(), _RESUME)
 
 # %% ../nbs/04_mnist_training.ipynb #94066da0
 def train_epoch(model, opt, images, labels,
@@ -303,7 +306,7 @@ def train(epochs: int = 14,  # number of epochs to train
     result = {"device": str(device), "threads": torch.get_num_threads(), "bf16": bf16, "epochs": state["metrics"],
               "curve": state["curve"], "checkpoint": str(ckpt)}
     if save_model:
-        result["model"] = str(save_atomic(model.state_dict(), out / MODEL_FILE))
+        result["model"] = str(save_atomic(model.state_dict(), out / MODEL_FILE, _RESUME))
     return result
 
 # %% ../nbs/04_mnist_training.ipynb #33b1e15a

@@ -5,6 +5,7 @@
 # %% ../nbs/08_triton_model_repository.ipynb #cd92bde8
 from __future__ import annotations
 
+import io
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 import torch.nn as nn
 
 from . import model as contract
-from .core import CourseError, ModelMissing
+from .core import CourseError, ModelMissing, disk_full, no_space, write_atomic
 from .triton_model import INPUT, OUTPUT
 
 # %% auto #0
@@ -44,8 +45,9 @@ def export_program(model: nn.Module,  # takes [N, 1, 28, 28]
     program = torch.export.export(model.eval(), (example,), dynamic_shapes=({0: batch},))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.export.save(program, path)
-    return path
+    buf = io.BytesIO()
+    torch.export.save(program, buf)  # into memory, then written whole: torch's own file writer hides a full disk
+    return write_atomic(path, buf.getbuffer())
 
 # %% ../nbs/08_triton_model_repository.ipynb #375b6f1b
 def torchscript(model: nn.Module,  # takes [N, 1, 28, 28]
@@ -55,8 +57,9 @@ def torchscript(model: nn.Module,  # takes [N, 1, 28, 28]
     traced = torch.jit.trace(model.eval(), torch.zeros(2, *contract.IMAGE_SHAPE))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    traced.save(str(path))
-    return path
+    buf = io.BytesIO()
+    torch.jit.save(traced, buf)  # into memory, then written whole: on a full disk torch.jit's writer aborts the process
+    return write_atomic(path, buf.getbuffer())
 
 # %% ../nbs/08_triton_model_repository.ipynb #9f05c001
 def python_config(name: str = "mnist",  # model name = folder name
@@ -183,26 +186,34 @@ def write_repository(state_dict: str | Path,  # the trained model (a `Net` state
     import mnist_course.triton_model
     source = Path(mnist_course.triton_model.__file__).read_text()
     net = pixel_net(state_dict)
-    tmp = root.with_name(root.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model = tmp / name
-    (model / "1").mkdir(parents=True)
-    (model / "config.pbtxt").write_text(python_config(name, max_batch_size, queue_delay_us, instances, 2, torch_threads))
-    (model / "1" / "model.py").write_text(source)
-    shutil.copyfile(state_dict, model / "1" / "model.pt")
-    export_program(net, model / "2" / "model.pt2", max_batch=max_batch_size)
-    (model / "2" / "model.py").write_text(source)
-    if libtorch:
-        lt = tmp / f"{name}_libtorch"
-        torchscript(net, lt / "1" / "model.pt")
-        (lt / "config.pbtxt").write_text(libtorch_config(f"{name}_libtorch", max_batch_size, queue_delay_us, libtorch_kind))
-    for config in sorted(tmp.glob("*/config.pbtxt")):
-        check_config(config)
-    for p in (tmp, *tmp.rglob("*")):  # the server runs as an unprivileged user: everything readable
-        p.chmod(0o755 if p.is_dir() else 0o644)
+    tmp, old = root.with_name(root.name + ".partial"), root.with_name(root.name + ".old")
+    for left in (tmp, old):  # what a killed run may have left
+        shutil.rmtree(left, ignore_errors=True)
+    try:
+        model = tmp / name
+        (model / "1").mkdir(parents=True)
+        (model / "config.pbtxt").write_text(python_config(name, max_batch_size, queue_delay_us, instances, 2, torch_threads))
+        (model / "1" / "model.py").write_text(source)
+        shutil.copyfile(state_dict, model / "1" / "model.pt")
+        export_program(net, model / "2" / "model.pt2", max_batch=max_batch_size)
+        (model / "2" / "model.py").write_text(source)
+        if libtorch:
+            lt = tmp / f"{name}_libtorch"
+            torchscript(net, lt / "1" / "model.pt")
+            (lt / "config.pbtxt").write_text(libtorch_config(f"{name}_libtorch", max_batch_size, queue_delay_us, libtorch_kind))
+        for config in sorted(tmp.glob("*/config.pbtxt")):
+            check_config(config)
+        for p in (tmp, *tmp.rglob("*")):  # the server runs as an unprivileged user: everything readable
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if no_space(e):
+            raise disk_full(root, "free some space there and write the repository again") from None
+        raise
     if root.exists():
-        shutil.rmtree(root)
+        root.rename(old)  # set aside, not deleted yet: `root` is always a whole repository or none
     tmp.rename(root)
+    shutil.rmtree(old, ignore_errors=True)
     return root
 
 # %% ../nbs/08_triton_model_repository.ipynb #f97c3fbf
