@@ -235,9 +235,12 @@ def wait_for(check: Callable[[], Any],  # truthy when ready; falsy or raising `r
             last = e
         if container is not None:
             container.reload()
+            code = container.attrs["State"].get("ExitCode")
             if container.status not in ("created", "running", "restarting"):
-                code = container.attrs["State"].get("ExitCode")
                 raise ServerFailed(f"{what}: container {container.name} is {container.status} (exit code {code}) "
+                                   f"before it was ready; last log lines:\n{_log_tail(container)}")
+            if container.attrs.get("RestartCount"):  # its restart policy brought it back: it failed all the same
+                raise ServerFailed(f"{what}: container {container.name} exited (exit code {code}) and was restarted "
                                    f"before it was ready; last log lines:\n{_log_tail(container)}")
         if time.monotonic() >= deadline:
             hint = f" (last answer: {type(last).__name__}: {last})" if last is not None else ""
@@ -365,6 +368,9 @@ def start_server(image: str,  # the server's image
                  **run_kwargs):  # more `containers.run` arguments (volumes, user, environment, ...)
     "Start a server container (host network, or its ports published on 127.0.0.1) and wait until `ready()`; stop it again if it never is."
     client = client or docker_client()
+    # a server whose process dies (a crash, the OOM killer) is started again by the engine, up to three times;
+    # `docker stop` and `docker kill` (and so `stop_container`) end it for good
+    run_kwargs.setdefault("restart_policy", {"Name": "on-failure", "MaximumRetryCount": 3})
     stop_container(name, timeout=10, client=client)
     check_ports(ports)
     if network not in ("host", "publish"):

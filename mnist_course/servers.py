@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -228,7 +229,14 @@ def predict(server: type[Server],
     s = server.load(name)
     rows = read_images(images)
     good = [r for r in rows if "error" not in r]
-    probs = iter(s.predict(np.stack([r["pixels"] for r in good]), **options) if good else [])
+    pixels = np.stack([r["pixels"] for r in good]) if good else None
+    try:
+        probs = s.predict(pixels, **options) if good else []
+    except OSError as e:  # refused or reset (requests' and the servers' clients' errors are OSErrors): once more
+        say(f"{s.kind} in {s.container}: {type(e).__name__}; asking once more in 3 s")
+        time.sleep(3)
+        probs = s.predict(pixels, **options)
+    probs = iter(probs)
     for r in rows:  # in the order given; an image that could not be read gets its error
         if "error" in r:
             yield r
