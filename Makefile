@@ -45,7 +45,7 @@ course-quick: setup
 # 1. notebooks clean and package in sync  2. nbdev_test (no docker) beside a full disk (tmpfs, as
 # root), JupyterLab in headless Chromium and the lessons' shape  3. every notebook under papermill with
 # CI parameters (as root; lessons 01, 07 and 09 as two non-root learners side by side on the same
-# engine, while root runs the others), then the course site in Chromium  4. other engines: a rootless
+# engine, after root's), then the course site in Chromium  4. other engines: a rootless
 # engine of a test user (publish mode, images handed over as a file), and a test engine whose Docker
 # Hub mirror is a registry on 127.0.0.1 (the online branch).
 # After 2, 3 and 4, nothing the tests started may be left running.

@@ -3,12 +3,9 @@ the suite left nothing behind; order the tests that read what others write."""
 import os
 import uuid
 
-import pytest
-
 from tests.leftovers import MARKER, snapshot
 
 BEFORE: dict = {}
-LEARNERS_EARLY = pytest.StashKey[bool]()  # the two learners' test is in the session (as root): start their run first
 
 
 def pytest_configure(config):
@@ -28,22 +25,8 @@ def pytest_collection_modifyitems(config, items):
         if twice:
             config.hook.pytest_deselected(items=twice)
             items[:] = [i for i in items if i not in twice]
-        config.stash[LEARNERS_EARLY] = True
     items.sort(key=lambda item: (item.path.name == "test_zz_leftovers.py",
                                  item.get_closest_marker("after_notebooks") is not None))
-
-
-@pytest.fixture(scope="session", autouse=True)
-def learners_alongside(request, tmp_path_factory):
-    """Where the two learners' test runs in this session, their run (tests/test_learners.py) starts before the first
-    test, in a thread, so their lessons run while the other tests do; their test waits for it."""
-    if request.config.stash.get(LEARNERS_EARLY, False):
-        from tests.test_learners import RUN
-        RUN.start(tmp_path_factory.mktemp("learners"))
-    yield
-    from tests.test_learners import RUN
-    if RUN.thread is not None and RUN.thread.is_alive():  # the session ended early: let the learners' steps end
-        RUN.thread.join(1800)
 
 
 def pytest_sessionstart(session):

@@ -6,7 +6,6 @@ import os
 import shutil
 import threading
 import time
-from pathlib import Path
 
 import docker
 import pytest
@@ -57,83 +56,49 @@ def hand_over(learner) -> dict:
     return seconds
 
 
-class LearnersRun:
-    """The two learners' work, in a thread of its own: tests/conftest.py starts it when the session begins, so the
-    learners' lessons run while root's notebooks do (the engine and both cores are shared, as in a classroom);
-    the test below waits for it and checks what it did."""
-    USERS = ("mnist-learner-a", "mnist-learner-b")
-
-    def __init__(self):
-        self.thread, self.seconds, self.results, self.errors, self.logs = None, {}, {}, {}, {}
-
-    def start(self, folder: Path) -> "LearnersRun":
-        "Begin (once): the shared cache, root's model seeded, the accounts, then both learners' runs."
-        if self.thread is None:
-            self.folder = folder
-            self.thread = threading.Thread(target=self._run, name="learners", daemon=True)
-            self.thread.start()
-        return self
-
-    def _run(self):
-        try:
-            from mnist_course.train import ensure_trained_model, trained_model_cache
-            shared_cache()
-            model = ensure_trained_model()
-            key_path = trained_model_cache()
-            if key_path:
-                seed_model(model, key_path)  # the learners' lessons copy it instead of training for minutes
-            self.learners = [ensure_learner(u) for u in self.USERS]
-            for l in self.learners:
-                log = self.logs[l.user] = self.folder / f"{l.user}.log"
-                log.touch(mode=0o666)
-                log.chmod(0o666)
-            # the first learner's venv fills the shared cache; the second links it, so it starts once that is done
-            first = self.learners[0]
-            t0 = time.time()
-            self.seconds["clone"] = round(fresh_clone(first), 1)
-            r = first.run(["make", "venv", "PYTHON=/usr/bin/python3"], timeout=900, log=self.logs[first.user])
-            if r.returncode:
-                raise AssertionError(f"{first.user}: make venv failed:\n" + self.logs[first.user].read_text()[-3000:])
-            self.seconds["first venv"] = round(time.time() - t0, 1)
-            threads = [threading.Thread(target=self._learner, args=(l, l is first)) for l in self.learners]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            self.seconds["wall_s"] = round(time.time() - t0, 1)
-        except BaseException as e:  # reported by the test
-            self.errors["set-up"] = e
-
-    def _learner(self, learner, has_venv: bool):
-        try:
-            self.results[learner.user] = learner_run(learner, self.logs[learner.user], has_venv=has_venv)
-        except BaseException as e:  # reported below, after both have finished
-            self.errors[learner.user] = e
-
-    def join(self, timeout: float = 3600) -> "LearnersRun":
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), f"the learners' run is still going after {timeout:.0f} s"
-        return self
-
-
-RUN = LearnersRun()  # the session's one run (tests/conftest.py starts it early)
-
-
 @pytest.mark.skipif(os.geteuid() != 0, reason="making the learners' accounts needs root")
 def test_two_learners_share_one_engine(tmp_path):
-    run = RUN.start(tmp_path).join()
-    print(json.dumps({**run.seconds, **run.results}, indent=1))
-    assert "set-up" not in run.errors, run.errors.get("set-up")
-    learners = run.learners
+    from mnist_course.train import ensure_trained_model, trained_model_cache
+    shared_cache()
+    model = ensure_trained_model()
+    key_path = trained_model_cache()
+    if key_path:
+        seed_model(model, key_path)  # the learners' lessons copy it instead of training for minutes
+    learners = [ensure_learner(u) for u in ("mnist-learner-a", "mnist-learner-b")]
+    logs = {l.user: tmp_path / f"{l.user}.log" for l in learners}
+    for log in logs.values():
+        log.touch(mode=0o666)
+        log.chmod(0o666)
+    results, errors = {}, {}
+
+    def work(learner):
+        try:
+            results[learner.user] = learner_run(learner, logs[learner.user], has_venv=learner is first)
+        except BaseException as e:  # reported below, after both have finished
+            errors[learner.user] = e
+
+    # the first learner's venv fills the shared cache; the second links it, so it starts once that is done
+    first, second = learners
+    t0 = time.time()
+    seconds = {"clone": round(fresh_clone(first), 1)}
+    r = first.run(["make", "venv", "PYTHON=/usr/bin/python3"], timeout=900, log=logs[first.user])
+    assert r.returncode == 0, logs[first.user].read_text()[-3000:]
+    seconds["first venv"] = round(time.time() - t0, 1)
+    threads = [threading.Thread(target=work, args=(l,)) for l in learners]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    print(json.dumps({"wall_s": round(time.time() - t0, 1), **seconds, **results}, indent=1))
     client = docker.from_env()
     left = {l.user: client.containers.list(all=True, filters={"label": f"{LEARNER_LABEL}={l.user}"}) for l in learners}
     for c in (c for cs in left.values() for c in cs):  # a lesson that failed part way: nothing stays on the engine
         c.remove(force=True, v=True)
     assert not any(left.values()), f"left behind: { {u: [c.name for c in cs] for u, cs in left.items()} }"
-    assert not run.errors, "\n\n".join(str(e) for e in run.errors.values())
-    handed = hand_over(learners[0])
+    assert not errors, "\n\n".join(str(e) for e in errors.values())
+    handed = hand_over(first)
     assert sorted(handed) == sorted(LESSONS), handed
     for learner in learners:  # what the doctor said of the engine, as this learner
-        text = run.logs[learner.user].read_text()
+        text = logs[learner.user].read_text()
         assert '"detail": "Docker ' in text and "docker-group: a rootful Linux engine, used by a member of the docker group" in text, \
             f"{learner.user}'s doctor did not name the engine as a docker-group one"
