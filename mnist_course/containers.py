@@ -20,8 +20,8 @@ from .images import image_tag, require_image
 
 # %% auto #0
 __all__ = ['LABEL', 'LEARNER_LABEL', 'NETWORKS', 'RETRY', 'learner', 'mine', 'owned_by', 'course_name', 'unique_name', 'lookup',
-           'stop_container', 'start_container', 'container', 'remove_containers', 'wait_for', 'kill_processes',
-           'port_free', 'free_port', 'claim_ports', 'free_port_base', 'check_ports', 'start_server']
+           'stop_container', 'start_container', 'container', 'remove_containers', 'wait_for', 'kill_command',
+           'kill_processes', 'port_free', 'free_port', 'claim_ports', 'free_port_base', 'check_ports', 'start_server']
 
 # %% ../nbs/93_containers.ipynb #62413aad
 LABEL = "mnist-course"  # label key on every container the course starts; its value is the owner
@@ -253,6 +253,10 @@ _KILL = """for d in /proc/[0-9]*; do p=${d#/proc/}
   case "$(tr '\\0' ' ' < "$d/cmdline" 2>/dev/null)" in *"$1"*) kill -9 "$p" 2>/dev/null && echo "$p";; esac
 done"""
 
+def kill_command(pattern: str) -> list[str]:
+    "The command that SIGKILLs, inside a container, every process whose command line contains `pattern` (never PID 1)."
+    return ["sh", "-c", _KILL, "sh", pattern]
+
 def kill_processes(name_or_container,  # the container
                    pattern: str,  # a piece of the command lines to kill (plain text, not a regular expression)
                    client=None) -> list[int]:
@@ -260,7 +264,7 @@ def kill_processes(name_or_container,  # the container
     c = lookup(name_or_container, client)
     if c is None:
         raise CourseError(f"no container {name_or_container!r} to kill processes in")
-    r = c.exec_run(["sh", "-c", _KILL, "sh", pattern])
+    r = c.exec_run(kill_command(pattern))
     if r.exit_code:
         raise CourseError(f"could not look for {pattern!r} in {c.name} (exit {r.exit_code}): {r.output.decode(errors='replace')[-300:]}")
     return sorted(int(p) for p in r.output.split())

@@ -165,9 +165,13 @@ def podman_manifest(server: str,  # "torchserve" or "triton"
 
 # %% ../nbs/12_kubernetes.ipynb #a9f7eb5d
 def _probe_port(c: dict, port: int):
-    for probe in ("readinessProbe", "livenessProbe"):
-        if probe in c:
-            c[probe]["httpGet"].update(port=port, host="127.0.0.1")
+    "Point the container's probes at 127.0.0.1:`port`: an HTTP probe's port, or the `--port` of a probe command."
+    for probe in (c[k] for k in ("readinessProbe", "livenessProbe") if k in c):
+        if "httpGet" in probe:
+            probe["httpGet"].update(port=port, host="127.0.0.1")
+        else:
+            command = probe["exec"]["command"]
+            command[command.index("--port") + 1] = str(port)
 
 def _podman_torchserve(docs, pod, n):
     "TorchServe's ports from `n` (inference n, management n+1, metrics n+2, gRPC n+3, n+4; TorchServe itself n+5, n+6), all on 127.0.0.1."
@@ -175,6 +179,7 @@ def _podman_torchserve(docs, pod, n):
     cm["data"]["config.properties"] = _swap_properties(cm["data"]["config.properties"], {
         "inference_address": f"http://127.0.0.1:{n + 5}", "management_address": f"http://127.0.0.1:{n + 6}",
         "metrics_address": f"http://127.0.0.1:{n + 2}", "grpc_inference_port": n + 3, "grpc_management_port": n + 4})
+    _probe_port(next(c for c in pod["containers"] if c["name"] == "torchserve"), n + 5)
     proxy = next(c for c in pod["containers"] if c["name"] == "auth-proxy")
     env = {e["name"]: e for e in proxy["env"]}
     env["LISTEN_ADDRESS"]["value"] = "127.0.0.1"
