@@ -19,7 +19,7 @@ from .engine import bind_address, container_user, docker_client, server_network
 from .images import image_tag, require_image
 
 # %% auto #0
-__all__ = ['HEALTH_DIGITS', 'Server', 'read_image', 'read_images', 'serve', 'predict', 'stop', 'answers', 'health']
+__all__ = ['HEALTH_DIGITS', 'Server', 'read_image', 'read_images', 'serve', 'predict', 'stop', 'answers', 'health', 'Watch']
 
 # %% ../nbs/95_servers.ipynb #9836138b
 @dataclass
@@ -307,3 +307,47 @@ def health(server: type[Server],
     if not (line["infers"] or line.get("recovered")):
         ready = " although its readiness endpoint says ready" if line["ready_endpoint"] else ""
         raise CourseError(f"{s.kind} in {s.container} cannot answer{ready}: {line['error']}")
+
+# %% ../nbs/95_servers.ipynb #8d6a1b39
+class Watch:
+    "Check `server` with `answers` every `interval` s in a thread; when its model cannot answer, `recover` it and say so."
+    def __init__(self, server: Server,  # a running server
+                 interval: float = 2.0,  # seconds between checks
+                 tries: int = 3,  # recoveries in a row before it only reports
+                 digits: tuple = HEALTH_DIGITS):  # the known test digits it sends
+        import threading
+        self.server, self.interval, self.tries, self.digits = server, interval, tries, digits
+        self.events: list[dict] = []  # one per recovery: the error, what was done, whether it helped, seconds
+        self._stop, self._thread = threading.Event(), threading.Thread(target=self._run, daemon=True, name="watch")
+
+    def _recover(self, error: str, failed: int) -> bool:
+        t0 = time.perf_counter()
+        try:
+            how = self.server.recover()
+        except Exception as e:  # a recovery that fails is reported, and tried again at the next check
+            how = f"recovery failed: {type(e).__name__}: {e}"
+        ok = answers(self.server, self.digits)["infers"]
+        self.events.append({"error": error, "recovery": how, "recovered": ok, "seconds": round(time.perf_counter() - t0, 2)})
+        s = self.server
+        say(f"watch: {s.kind} in {s.container} could not answer ({error}); {how} ({self.events[-1]['seconds']} s)"
+            + ("" if ok else f"; it still cannot (try {failed} of {self.tries})"))
+        return ok
+
+    def _run(self):
+        failed = 0
+        while not self._stop.wait(self.interval):
+            a = answers(self.server, self.digits)
+            if a["infers"]:
+                failed = 0
+            elif failed < self.tries:
+                failed += 1
+                if self._recover(a["error"], failed):
+                    failed = 0
+
+    def __enter__(self) -> "Watch":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=self.interval + 150)  # a recovery under way ends first (restarts wait up to 120 s)
