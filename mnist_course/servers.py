@@ -264,7 +264,6 @@ def answers(s: Server,  # a running server
             digits: tuple = HEALTH_DIGITS,  # test-set indices whose labels the answers must match
             ) -> dict:
     "Send `digits` to `s` and check its answers: `infers` (bool), what it answered, and the error when it could not."
-    import time
     import numpy as np
     rows = read_images(list(digits))
     labels = [r["label"] for r in rows]
@@ -290,7 +289,6 @@ def health(server: type[Server],
            timeout: float = 120,  # seconds recovery may take
           ):
     "Check a running server as a user would: known test digits, their answers checked, beside its own readiness; exit 1 when the model cannot answer."
-    import time
     s = server.load(name)
     line = {"server": s.kind, "container": s.container, "ready_endpoint": _ready(s), **answers(s)}
     if not line["infers"] and recover:
