@@ -47,8 +47,9 @@ course-quick: setup
 # CI parameters (as root; lessons 01, 07 and 09 as two non-root learners side by side on the same
 # engine, after root's), both servers' model process killed under load, then the course site in
 # Chromium  4. other engines: a rootless engine of a test user (publish mode, images handed over as a
-# file), and a test engine whose Docker Hub mirror is a registry on 127.0.0.1 (the online branch).
-# After 2, 3 and 4, nothing the tests started may be left running.
+# file), and a test engine whose Docker Hub mirror is a registry on 127.0.0.1 (the online branch)
+# 5. linux/arm64 under qemu: its images (cached), 20 batches of training, both servers' answers against amd64's.
+# After 2, 3, 4 and 5, nothing the tests started may be left running.
 test: setup check-clean
 	$(TIMED) nbdev_test-beside-lab bash tests/beside.sh "$(BIN)/nbdev_test --n_workers 2 --timing" \
 	  $(BIN)/python -m pytest tests/test_browser_lab.py tests/test_lessons.py tests/test_full_disk.py \
@@ -57,6 +58,7 @@ test: setup check-clean
 	  tests/test_learners.py tests/test_browser_site.py tests/test_zz_leftovers.py
 	$(TIMED) other-engines $(BIN)/python -m pytest tests/test_rootless_engine.py tests/test_online_bases.py \
 	  tests/test_zz_leftovers.py
+	$(TIMED) arm64-emulated $(BIN)/python -m pytest -s tests/test_arm64.py tests/test_zz_leftovers.py
 	@$(TIMED) --summary
 
 check-clean:

@@ -60,10 +60,12 @@ def data(force: bool = False,  # fetch again even if the files verify
 def images(only: list[str] | None = None,  # any of: busybox hello-world python torch-cpu torch-gpu train-cpu train-gpu torchserve triton trixie perf-analyzer (default: those the bases in force need)
            force: bool = False,  # rebuild even if the image exists (the layer cache still applies)
            base_image: str | None = None,  # the base of the images built on `python`, e.g. python:3.11-slim-bookworm
+           platform: str | None = None,  # linux/amd64 or linux/arm64 (default: this machine's); another processor's builds under emulation
           ):
     "Build the course's images (those missing, or all with --force) on the bases in force and print their sizes."
     bases = bases_in_force()["bases"]
-    for r in build_images(_image_names(only) or course_images(bases), base_image, force=force, bases=bases):
+    names = _image_names(only) or course_images(bases, platform)
+    for r in build_images(names, base_image, force=force, bases=bases, platform=platform):
         say(f"{r['tag']:45} {r['size_bytes'] / 1e6:8.0f} MB  ({r['seconds']} s)")
         yield r
 

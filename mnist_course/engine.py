@@ -290,6 +290,8 @@ HOST_TOOLS = (
     HostTool("podman", "podman", "podman", "lesson 12's pods (podman kube play)"),
     HostTool("catatonit", "catatonit", None, "lesson 12: the init of podman's pods"),
     HostTool("runc", "runc", None, "lesson 12: podman's runtime (crun fails on cgroup v1 hosts)"),
+    HostTool("/usr/bin/qemu-aarch64-static", "qemu-user-static", None,
+             "linux/arm64 images on an x86_64 host, under emulation (lesson 05, the arm64 tests)"),
     HostTool("chromium", "chromium", "--cask chromium", "the browser tests of `make test`"),
     HostTool("chromedriver", "chromium-driver", "--cask chromedriver", "the browser tests of `make test`"),
 )

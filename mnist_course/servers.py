@@ -114,6 +114,7 @@ class Server:
               owner: str | None = None,  # the containers' label (default: the server's kind)
               image: str | None = None,  # default: the course's image of this server
               timeout: float = 180,  # seconds until the model must be ready
+              platform: str | None = None,  # linux/amd64 or linux/arm64: the course's image for it (default: this machine's)
               client=None,
               **options):  # passed to `launch`
         "Check everything, start the server for `model` and wait until it is ready."
@@ -129,7 +130,7 @@ class Server:
             raise ModelMissing(f"no model at {weights}: pass a trained state_dict (.pt, e.g. build/models/mnist_cnn.pt; "
                                "`mnist-train --save-model` writes one)")
         client = client or docker_client()
-        image = image or image_tag(cls.image_name)
+        image = image or image_tag(cls.image_name, platform)
         require_image(image, client)
         old = lookup(name, client)
         if old is not None and not owned_by(old, owner):
@@ -144,7 +145,8 @@ class Server:
                      network=network)
         command, run = server.launch(weights, **options)
         start_server(image, command, name=name, owner=owner, ready=server.ready, ports=ports.values(),
-                     network=network, what=f"{cls.kind} model {server.model}", timeout=timeout, client=client, **run)
+                     network=network, what=f"{cls.kind} model {server.model}", timeout=timeout, client=client,
+                     **({"platform": platform} if platform else {}), **run)
         server.save()
         return server
 
@@ -214,9 +216,10 @@ def serve(server: type[Server],
           name: str | None = None,  # container name (default: mnist-course-<server>)
           image: str | None = None,  # server image (default: the course's)
           timeout: float = 180,  # seconds to wait until the model is ready
+          platform: str | None = None,  # linux/amd64 or linux/arm64: the course's image for it (default: this machine's; another runs under emulation)
           **options):
     "Start a server in a container (host network, 127.0.0.1 only), wait until the model is ready, print where it is."
-    s = server.start(model, port_base, name=name, image=image, timeout=timeout, **options)
+    s = server.start(model, port_base, name=name, image=image, timeout=timeout, platform=platform, **options)
     say(f"{server.kind} is serving {s.model}: " + ", ".join(f"{k} {v}" for k, v in s.urls.items()))
     yield s.info()
 

@@ -28,6 +28,7 @@ def start_training(image: str = TRAIN_CPU,  # the training image's row: train-cp
                    memory: str | None = None,  # like `docker run --memory`, e.g. "1g"
                    owner: str = "train",  # the container's label (see `93_containers`)
                    name: str | None = None,  # container name (default: a fresh one)
+                   platform: str | None = None,  # linux/amd64 or linux/arm64: the image built for it (default: this machine's)
                    **options):  # `train()` parameters; data_dir, out_dir and metrics_json are host paths
     "A context manager running `mnist-train` in the image: data read-only, outputs to the host, no network."
     from mnist_course.train import train
@@ -49,7 +50,9 @@ def start_training(image: str = TRAIN_CPU,  # the training image's row: train-cp
         run["nano_cpus"] = int(cpus * 1e9)
     if memory:
         run["mem_limit"] = memory
-    return container(image_tag(image), args, owner=owner, name=name or unique_name(owner), network="none", **run)
+    if platform:
+        run["platform"] = platform
+    return container(image_tag(image, platform), args, owner=owner, name=name or unique_name(owner), network="none", **run)
 
 # %% ../nbs/05_training_in_docker.ipynb #ff606b46
 def train_in_docker(image: str = TRAIN_CPU,  # train-cpu or train-gpu
@@ -58,12 +61,13 @@ def train_in_docker(image: str = TRAIN_CPU,  # train-cpu or train-gpu
                     owner: str = "train",  # the container's label
                     watch=None,  # optional `watch(container)`, called while it trains; its answer is returned
                     log=sys.stderr,  # where the training log goes as it comes (None: nowhere)
+                    platform: str | None = None,  # linux/amd64 or linux/arm64 (default: this machine's)
                     **options) -> dict:  # `train()` parameters (host paths)
     "Run `mnist-train` in the training image and wait: exit code, seconds, epochs, output files, what `watch` saw."
     from mnist_course.train import MODEL_FILE
     t0 = time.time()
     out = Path(options.get("out_dir") or ".").resolve()
-    with start_training(image, cpus, memory, owner, **options) as c:
+    with start_training(image, cpus, memory, owner, platform=platform, **options) as c:
         watched = watch(c) if watch else None
         for chunk in c.logs(stream=True, follow=True, stdout=False, stderr=True):
             if log is not None:
@@ -72,7 +76,7 @@ def train_in_docker(image: str = TRAIN_CPU,  # train-cpu or train-gpu
         code = c.wait()["StatusCode"]
         lines = [json.loads(l) for l in c.logs(stdout=True, stderr=False).decode().splitlines() if l.startswith("{")]
     model = out / MODEL_FILE
-    return {"image": image_tag(image), "exit_code": code, "seconds": round(time.time() - t0, 1),
+    return {"image": image_tag(image, platform), "exit_code": code, "seconds": round(time.time() - t0, 1),
             "out_dir": str(out), "model": str(model) if options.get("save_model") and model.exists() else None,
             "epochs": [l for l in lines if "epoch" in l], "watched": watched}
 
@@ -82,6 +86,7 @@ def train_command(in_docker: bool = False,  # train in the training image instea
                   cpus: float | None = None,  # with --in-docker: CPU limit, like docker run --cpus
                   memory: str | None = None,  # with --in-docker: memory limit, like docker run --memory (e.g. 2g)
                   nodes: int = 1,  # with --in-docker: containers, one torchrun node each; 2 or more train with DDP (lesson 11)
+                  platform: str | None = None,  # with --in-docker: linux/amd64 or linux/arm64, the image built for it (default: this machine's)
                   **options):  # `train()`'s parameters: mnist-train's flags
     "Train on the host, or in the training image with --in-docker; one JSON line at the end."
     from mnist_course.train import MODEL_FILE, train
@@ -96,7 +101,7 @@ def train_command(in_docker: bool = False,  # train in the training image instea
         yield {"where": "host", "exit_code": 0, "seconds": round(time.time() - t0, 1), "out_dir": str(out),
                "model": r.get("model"), "epochs": r["epochs"]}
         return
-    r = train_in_docker(image, cpus, memory, **options)
+    r = train_in_docker(image, cpus, memory, platform=platform, **options)
     r.pop("watched")
     yield {"where": "docker", **r}
     if r["exit_code"]:

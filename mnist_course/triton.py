@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 
 from .core import NotReady
-from .images import image_tag
+from .images import IMAGES, image_tag
 from .servers import Server
 # numpy, tritonclient and the repository writer (torch) are imported where they are used: the
 # `mnist-course` command imports this module to list its commands, and must start without them
@@ -154,7 +154,8 @@ class Triton(_TritonAccess, Server):
                **repository) -> tuple[list, dict]:  # `write_repository` settings: max_batch_size, instances, ...
         "Write the model repository; the command line and mounts."
         from mnist_course.triton_repo import write_repository
-        self.model = model_name or ("mnist" if self.image == image_tag("triton") else "mnist_libtorch")
+        course = {image_tag("triton", p) for p in IMAGES["triton"].platforms}  # the course's image, for any processor
+        self.model = model_name or ("mnist" if self.image in course else "mnist_libtorch")
         repo = write_repository(weights, self.repository, libtorch_kind="KIND_GPU" if gpus else "KIND_CPU", **repository)
         run = {"volumes": {str(repo.resolve()): {"bind": _MODELS_IN_CONTAINER, "mode": "ro"}},
                "shm_size": "256m"}  # the python backend passes tensors to its stubs through /dev/shm
