@@ -11,7 +11,8 @@ import sys
 from . import bench, containers, k8s, machine, servers, train_docker
 from .core import Command, CourseError, UsageError, run, say
 from .engine import bases_in_force
-from .images import IMAGES, build_images, course_images, load_images, save_images, verify_archive
+from .images import (IMAGES, build_images, course_images, load_images, native_platform, save_images,
+                                 verify_archive)
 from .torchserve import TorchServe
 from .triton import Triton
 
@@ -65,9 +66,20 @@ def images(only: list[str] | None = None,  # any of: busybox hello-world python 
     "Build the course's images (those missing, or all with --force) on the bases in force and print their sizes."
     bases = bases_in_force()["bases"]
     names = _image_names(only) or course_images(bases, platform)
+    if not only and (platform or native_platform()) != native_platform():
+        # busybox (and hello-world on it) copy the host's static busybox, a program for the host's processor
+        host_bound = [n for n in names if _copies_host_programs(n)]
+        if host_bound:
+            say(f"not built for {platform}: {', '.join(host_bound)} (they copy this host's own busybox)")
+        names = tuple(n for n in names if n not in host_bound)
     for r in build_images(names, base_image, force=force, bases=bases, platform=platform):
         say(f"{r['tag']:45} {r['size_bytes'] / 1e6:8.0f} MB  ({r['seconds']} s)")
         yield r
+
+def _copies_host_programs(name: str) -> bool:
+    "Whether row `name`, or a row it stands on, copies a program from the host."
+    spec = IMAGES[name]
+    return bool(spec.host_files) or bool(spec.base and spec.base in IMAGES and _copies_host_programs(spec.base))
 
 def clean(owner: str | None = None,  # only this owner's containers (the label's value)
           everyone: bool = False,  # every learner's, not only yours (an engine several learners share)

@@ -60,6 +60,6 @@ CMD ["python3"]
 DOCKERFILE
   DOCKER_BUILDKIT=0 docker build --quiet --platform "$platform" --network none \
     --label "org.opencontainers.image.description=Debian $suite minbase + python3 (debootstrap, $platform)" \
-    -t "$tag" "$ctx" >/dev/null
+    -t "$tag" "$ctx" >/dev/null 2>"$ctx/build.log" || { cat "$ctx/build.log" >&2; exit 1; }
 fi
 echo "built $tag${platform:+ for $platform}"
